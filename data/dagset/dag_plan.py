@@ -1,0 +1,172 @@
+"""The canonical DAG of an arithmetic expression, and its fixed-size arrays.
+
+Both the SymPy reference path (conversion.py) and the fast text path (fast_parse.py)
+describe an expression as a small tree of tuples, and everything after that is shared:
+
+    ("num", Fraction)                     a literal (signed)
+    ("add", [(child, coefficient), ...])  sum of coefficient * child   (Add, Sub, Neg)
+    ("mul", [(child, exponent), ...])     product of child ** exponent (Mul, Div, Pow)
+
+`build_plan` makes the DAG canonical, so that every way SymPy (or a person) can write
+the same computation gives the same tensors:
+- same-domain operations merge into one step: a - (b - c) is one linear step
+  (+a, -b, +c), a / (b / c)**2 is one log step (a, b^-2, c^2);
+- literals are stored as magnitudes and every sign goes into the coefficient of the
+  nearest linear step (a -1 factor in a product is a sign, never a value);
+- a product with no linear step above it (the root) puts its sign on its first literal
+  with an odd exponent, else flips the first such linear operand, else ends in a -1 step;
+- literals become the initial nodes in text order, steps are numbered in post-order,
+  and unused steps copy the previous node, so the last node holds the result.
+"""
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+# Largest |value| any node may hold; the executor's log-domain exponent is clamped just
+# above it, so every DAG the converter accepts executes without clamping.
+MAX_NODE_VALUE = Fraction(10) ** 100
+
+
+@dataclass
+class DAGPlan:
+    """Initial values as (magnitude, sign) and steps as (is_linear, [(ref, coefficient)])
+    where ref is ("v", i) for initial node i or ("s", k) for step k."""
+
+    values: list[tuple[Fraction, int]]
+    steps: list[tuple[bool, list[tuple[tuple[str, int], int]]]]
+
+
+def _canon(node: tuple) -> tuple[list, int]:
+    """Canonical fragment and sign of a tree node. Fragments are lists:
+    ["leaf", magnitude, sign], ["lin", [(frag, coef)]], ["log", [(frag, exp)]]."""
+    kind = node[0]
+    if kind == "num":
+        return ["leaf", abs(node[1]), 1], (-1 if node[1] < 0 else 1)
+    if kind == "add":
+        terms: list = []
+        _linear_terms(node, 1, terms)
+        if len(terms) == 1 and abs(terms[0][1]) == 1:
+            return terms[0][0], terms[0][1]
+        return ["lin", terms], 1
+    terms = []
+    sign = _log_terms(node, 1, terms)
+    if not terms:  # a product of -1 factors only
+        return ["leaf", Fraction(1), 1], sign
+    if len(terms) == 1 and terms[0][1] == 1:
+        return terms[0][0], sign
+    return ["log", terms], sign
+
+
+def _linear_terms(node: tuple, coef: int, out: list) -> None:
+    if node[0] == "add":
+        for child, c in node[1]:
+            _linear_terms(child, coef * c, out)
+        return
+    frag, sign = _canon(node)
+    if frag[0] == "lin":
+        out.extend((f, coef * sign * c) for f, c in frag[1])
+    else:
+        out.append((frag, coef * sign))
+
+
+def _log_terms(node: tuple, exp: int, out: list) -> int:
+    """Append (frag, exponent) terms of a product to out; return the product's sign."""
+    if node[0] == "mul":
+        sign = 1
+        for child, e in node[1]:
+            sign *= _log_terms(child, exp * e, out)
+        return sign
+    frag, sign = _canon(node)
+    if frag[0] == "log":
+        out.extend((f, exp * e) for f, e in frag[1])
+    elif not (frag[0] == "leaf" and frag[1] == 1 and sign == -1):  # -1 is a sign, not a value
+        out.append((frag, exp))
+    return sign if exp % 2 else 1
+
+
+def _absorb_sign(frag: list) -> bool:
+    """Negate a root product in place through an operand with an odd exponent."""
+    for f, e in frag[1]:
+        if e % 2 and f[0] == "leaf":
+            f[2] = -f[2]
+            return True
+    for i, (f, e) in enumerate(frag[1]):
+        if e % 2 and f[0] == "lin":
+            frag[1][i] = (["lin", [(g, -c) for g, c in f[1]]], e)
+            return True
+    return False
+
+
+def build_plan(tree: tuple) -> DAGPlan:
+    """Canonical DAG plan of an expression tree (see the module docstring)."""
+    root, sign = _canon(tree)
+    values: list[tuple[Fraction, int]] = []
+    steps: list = []
+
+    def emit(frag: list) -> tuple[str, int]:
+        if frag[0] == "leaf":
+            values.append((frag[1], frag[2]))
+            return ("v", len(values) - 1)
+        operands = [(emit(f), c) for f, c in frag[1]]
+        steps.append((frag[0] == "lin", operands))
+        return ("s", len(steps) - 1)
+
+    if sign == -1 and root[0] == "leaf":
+        root[2] = -root[2]
+    elif sign == -1 and not _absorb_sign(root):
+        root = ["lin", [(root, -1)]]
+    emit(root)
+    return DAGPlan(values, steps)
+
+
+def plan_size(plan: DAGPlan) -> int:
+    """Smallest dag_depth that holds the plan."""
+    return max(len(plan.values), len(plan.steps), 1)
+
+
+def plan_arrays(plan: DAGPlan, dag_depth: int, where: str = "expression"):
+    """Fixed-size float64 arrays of a plan plus the exact result.
+
+    Returns V_mag (2D,), V_sign (2D,), O (D, 2D), G (D,), value (Fraction) where D is
+    dag_depth. Intermediate entries of V_mag/V_sign hold the exact step results (the
+    executor recomputes them; they are targets for inspection and losses)."""
+    D = dag_depth
+    n_values, n_steps = len(plan.values), len(plan.steps)
+    if n_values > D or n_steps > D:
+        raise ValueError(
+            f"{where} needs dag_depth >= {plan_size(plan)} ({n_values} values, "
+            f"{n_steps} operations) but dag_depth is {D}")
+    V_mag = np.zeros(2 * D)
+    V_sign = np.ones(2 * D)
+    O = np.zeros((D, 2 * D))
+    G = np.ones(D)
+    exact = [Fraction(0)] * (2 * D)
+    for i, (mag, sign) in enumerate(plan.values):
+        exact[i] = mag * sign
+    for k, (linear, operands) in enumerate(plan.steps):
+        G[k] = 1.0 if linear else 0.0
+        acc = Fraction(0) if linear else Fraction(1)
+        for (kind, j), c in operands:
+            col = j if kind == "v" else D + j
+            O[k, col] += c
+            if linear:
+                acc += c * exact[col]
+            elif exact[col] == 0 and c < 0:
+                raise ValueError(f"division by zero in {where} (DAG step {k})")
+            else:
+                acc *= exact[col] ** c
+        if abs(acc) > MAX_NODE_VALUE:
+            raise ValueError(f"{where} has an intermediate value beyond 1e100 (DAG step {k})")
+        exact[D + k] = acc
+    last = D + n_steps - 1 if n_steps else 0
+    for k in range(n_steps, D):  # pad: each unused step copies the node before it
+        O[k, last] = 1.0
+        exact[D + k] = exact[last]
+        last = D + k
+    for i, x in enumerate(exact):
+        V_mag[i] = float(abs(x))
+        V_sign[i] = -1.0 if x < 0 else 1.0
+    for i, (mag, sign) in enumerate(plan.values):
+        V_sign[i] = float(sign)  # a leaf keeps its sign even when it is zero
+    return V_mag, V_sign, O, G, exact[2 * D - 1]
