@@ -1,0 +1,185 @@
+"""Streaming per-token DAG dataset: expression text -> GPT-2 tokens -> at every token,
+the DAG tensors of the expression that the text up to that token denotes.
+
+Target rule for a token prefix (`prefix_target_text`):
+- a prefix that ends inside a number (the next character continues it, as in "98" of
+  "9876.5") is masked: the model cannot know the number yet;
+- otherwise trailing operators, spaces and "(" are dropped and open parentheses are
+  closed: "2.5 *" -> "2.5", "(1 + 2) * (3" -> "(1 + 2) * (3)"; a prefix with nothing
+  left ("-", "(") or whose completion is not a valid DAG ("6 / (0" of "6 / (0 + 1)")
+  is masked;
+- positions past the end of the text are masked.
+
+Examples are indexed: example i of a split is drawn from seeds derived from (seed, i),
+so the stream is deterministic, batch b is the same whatever the number of DataLoader
+workers (worker w makes batches b = w, w + W, ...; DataLoader reads workers in turn),
+and a resumed run starts at its batch position. A text belongs to the validation split
+iff crc32(text) % VAL_EVERY == 0, so the two splits never share an expression.
+"""
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import tiktoken
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from data.dagset.dag_plan import build_plan, plan_arrays
+from data.dagset.fast_parse import parse_text
+from data.dagset.generate_expression import generate_expression
+
+VAL_EVERY = 16
+PAD_TOKEN = 50256  # GPT-2's <|endoftext|>; padded positions are masked anyway
+_NUMBER_CHARS = frozenset("0123456789.")
+_TRAILING = " +-*/("
+
+
+@dataclass
+class StreamConfig:
+    """Everything that decides the stream's content."""
+
+    dag_depth: int = 4
+    block_size: int = 32
+    max_digits: int = 4
+    max_decimal_places: int = 4
+    min_expr_depth: int = 0
+    max_expr_depth: int = 3  # binary operations; depth + 1 literals must fit dag_depth
+    ops: str = "+-*/"
+    p_unary_minus: float = 0.2
+    p_parens: float = 0.2
+    p_power: float = 0.0
+    seed: int = 1337
+
+    def __post_init__(self):
+        if self.dag_depth < 1 or self.block_size < 1:
+            raise ValueError(f"dag_depth and block_size must be >= 1, got {self.dag_depth}, {self.block_size}")
+        if not 0 <= self.min_expr_depth <= self.max_expr_depth:
+            raise ValueError(f"need 0 <= min_expr_depth <= max_expr_depth, got "
+                             f"{self.min_expr_depth}, {self.max_expr_depth}")
+        if self.max_expr_depth + 1 > self.dag_depth:
+            raise ValueError(f"max_expr_depth={self.max_expr_depth} has {self.max_expr_depth + 1} values, "
+                             f"more than dag_depth={self.dag_depth} nodes hold")
+
+
+def prefix_target_text(text: str, end: int) -> str | None:
+    """The expression text that text[:end] denotes, or None when it is masked."""
+    if end < len(text) and text[end] in _NUMBER_CHARS and text[end - 1] in _NUMBER_CHARS:
+        return None
+    prefix = text[:end].rstrip(_TRAILING)
+    if not prefix:
+        return None
+    return prefix + ")" * (prefix.count("(") - prefix.count(")"))
+
+
+class ExampleMaker:
+    """Turns expression texts into per-token targets (the hot loop of the data path)."""
+
+    def __init__(self, cfg: StreamConfig):
+        self.cfg = cfg
+        self.enc = tiktoken.get_encoding("gpt2")
+        self._token_len: dict[int, int] = {}
+
+    def _token_ends(self, tokens: list[int]) -> list[int]:
+        ends, pos = [], 0
+        for t in tokens:
+            n = self._token_len.get(t)
+            if n is None:
+                n = self._token_len[t] = len(self.enc.decode_single_token_bytes(t))
+            pos += n
+            ends.append(pos)
+        return ends
+
+    def tokens(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def targets(self, text: str, tokens: list[int]) -> dict[str, np.ndarray]:
+        """Per-position arrays for one text whose tokens fit block_size."""
+        D, T = self.cfg.dag_depth, self.cfg.block_size
+        ex = {
+            "idx": np.full(T, PAD_TOKEN, dtype=np.int64),
+            "V_mag": np.zeros((T, 2 * D)),
+            "V_sign": np.ones((T, 2 * D)),
+            "O": np.zeros((T, D, 2 * D)),
+            "G": np.ones((T, D)),
+            "value": np.zeros(T),
+            "mask": np.zeros(T, dtype=bool),
+        }
+        ex["idx"][: len(tokens)] = tokens
+        last_text, last_t = None, -1
+        for t, end in enumerate(self._token_ends(tokens)):
+            target = prefix_target_text(text, end)
+            if target is None:
+                continue
+            if target == last_text:  # e.g. "2.5 *" after "2.5": same DAG
+                for key in ("V_mag", "V_sign", "O", "G", "value"):
+                    ex[key][t] = ex[key][last_t]
+            else:
+                try:
+                    V_mag, V_sign, O, G, value = plan_arrays(build_plan(parse_text(target)), D, where=repr(target))
+                except ValueError:  # the prefix divides by zero, as "6 / (0" of "6 / (0 + 3)"
+                    continue
+                ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = V_mag, V_sign, O, G
+                ex["value"][t] = float(value)
+            ex["mask"][t] = True
+            last_text, last_t = target, t
+        return ex
+
+
+def split_of(text: str) -> str:
+    return "val" if zlib.crc32(text.encode()) % VAL_EVERY == 0 else "train"
+
+
+def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int, list[int]]:
+    """(text, depth, tokens) of example `index` of a split: the first candidate drawn
+    from its seeds that belongs to the split, fits block_size and fits dag_depth."""
+    cfg = maker.cfg
+    n_depths = cfg.max_expr_depth - cfg.min_expr_depth + 1
+    for attempt in range(10_000):
+        seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
+        depth = cfg.min_expr_depth + seed % n_depths
+        text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
+                                   cfg.p_unary_minus, cfg.p_parens, cfg.p_power)
+        if split_of(text) != split:
+            continue
+        tokens = maker.tokens(text)
+        if len(tokens) > cfg.block_size:
+            continue
+        plan = build_plan(parse_text(text))
+        if len(plan.values) <= cfg.dag_depth and len(plan.steps) <= cfg.dag_depth:
+            return text, depth, tokens
+    raise ValueError(f"no expression of example {index} fits block_size={cfg.block_size} and "
+                     f"dag_depth={cfg.dag_depth}: raise them or lower max_expr_depth/max_digits")
+
+
+def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
+    examples, depths = [], []
+    for i in range(batch_index * batch_size, (batch_index + 1) * batch_size):
+        text, depth, tokens = draw_example(maker, split, i)
+        examples.append(maker.targets(text, tokens))
+        depths.append(depth)
+    batch = {k: torch.from_numpy(np.stack([ex[k] for ex in examples])) for k in examples[0]}
+    batch["depth"] = torch.tensor(depths)
+    return batch
+
+
+class DAGStream(IterableDataset):
+    """Infinite stream of batches dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
+    O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; depth (B,).
+    Use with DataLoader(stream, batch_size=None, num_workers=N)."""
+
+    def __init__(self, cfg: StreamConfig, split: str, batch_size: int, start_batch: int = 0):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if batch_size < 1 or start_batch < 0:
+            raise ValueError(f"need batch_size >= 1 and start_batch >= 0, got {batch_size}, {start_batch}")
+        self.cfg, self.split, self.batch_size, self.start_batch = cfg, split, batch_size, start_batch
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        maker = ExampleMaker(self.cfg)
+        b = self.start_batch + worker
+        while True:
+            yield make_batch(maker, self.split, b, self.batch_size)
+            b += n_workers
