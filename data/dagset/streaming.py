@@ -164,22 +164,29 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
 
 
 class DAGStream(IterableDataset):
-    """Infinite stream of batches dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
+    """Infinite stream of batch dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
     O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; depth (B,).
-    Use with DataLoader(stream, batch_size=None, num_workers=N)."""
+    Use with DataLoader(stream, batch_size=None, num_workers=N).
 
-    def __init__(self, cfg: StreamConfig, split: str, batch_size: int, start_batch: int = 0):
+    The j-th batch it yields (j = 0, 1, ...) is batch (start + j) * n_shards + shard of
+    the split, so DDP rank r of W takes shard=r, n_shards=W, and a resumed run passes
+    start = the number of batches this shard has already consumed."""
+
+    def __init__(self, cfg: StreamConfig, split: str, batch_size: int, start: int = 0,
+                 shard: int = 0, n_shards: int = 1):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        if batch_size < 1 or start_batch < 0:
-            raise ValueError(f"need batch_size >= 1 and start_batch >= 0, got {batch_size}, {start_batch}")
-        self.cfg, self.split, self.batch_size, self.start_batch = cfg, split, batch_size, start_batch
+        if batch_size < 1 or start < 0 or not 0 <= shard < n_shards:
+            raise ValueError(f"need batch_size >= 1, start >= 0 and 0 <= shard < n_shards, got "
+                             f"{batch_size}, {start}, {shard}, {n_shards}")
+        self.cfg, self.split, self.batch_size = cfg, split, batch_size
+        self.start, self.shard, self.n_shards = start, shard, n_shards
 
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         maker = ExampleMaker(self.cfg)
-        b = self.start_batch + worker
+        j = worker
         while True:
-            yield make_batch(maker, self.split, b, self.batch_size)
-            b += n_workers
+            yield make_batch(maker, self.split, (self.start + j) * self.n_shards + self.shard, self.batch_size)
+            j += n_workers

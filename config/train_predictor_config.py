@@ -1,0 +1,26 @@
+# Default DAG predictor run: a 4-layer, 128-wide GPT on expressions with up to 3
+# operations (dag_depth 4), sized to learn on a laptop CPU in minutes.
+out_dir = "out-predictor"
+eval_interval = 250
+log_interval = 25
+eval_iters = 4
+batch_size = 32
+block_size = 32
+num_workers = 1
+
+dag_depth = 4
+max_digits = 4
+max_decimal_places = 4
+max_expr_depth = 3
+
+n_layer = 4
+n_head = 4
+n_embd = 128
+dropout = 0.0
+
+learning_rate = 1e-3
+max_iters = 1500
+lr_decay_iters = 1500
+warmup_iters = 50
+min_lr = 1e-4
+device = "cpu"

@@ -1,0 +1,316 @@
+"""
+Train the DAG predictor: a GPT reads expression text and predicts, at every token, the
+DAG of the expression read so far; a float64 executor runs it for the execution loss.
+
+Single process:
+$ python train_predictor.py config/train_predictor_config.py --batch_size=32
+DDP, e.g. 2 processes on one machine:
+$ torchrun --standalone --nproc_per_node=2 train_predictor.py config/train_predictor_config.py
+Resume the newest checkpoint in out_dir:
+$ python train_predictor.py config/train_predictor_config.py --init_from=resume
+"""
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import torch
+from torch.distributed import destroy_process_group, init_process_group
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from configurator import apply_config
+from data.dagset.streaming import DAGStream, StreamConfig, make_batch, ExampleMaker
+from models.dag_model import GPTConfig
+from models.predictor_only_model import PredictorOnlyModel
+from predictor_utils import LOSS_NAMES, dag_losses, final_token_metrics, first_non_finite, get_lr, total_loss
+
+# -----------------------------------------------------------------------------
+# default config values: a tiny model that learns on a laptop CPU in minutes
+# I/O
+out_dir = "out-predictor"
+eval_interval = 100
+log_interval = 10
+eval_iters = 4
+eval_only = False
+always_save_checkpoint = True
+keep_checkpoints = 2  # older ckpt_*.pt files in out_dir are deleted after each save
+init_from = "scratch"  # 'scratch', 'resume' / 'latest', 'gpt2*' or a GPT-2 dir, or a path to a .pt file
+# wandb logging
+wandb_log = False
+wandb_project = "nanogpt-dag"
+wandb_run_name = "predictor"
+# data
+batch_size = 32
+block_size = 32
+gradient_accumulation_steps = 1
+num_workers = 1  # DataLoader worker processes making data (0: in the training process)
+max_digits = 4
+max_decimal_places = 4
+min_expr_depth = 0
+max_expr_depth = 3
+p_unary_minus = 0.2
+p_parens = 0.2
+p_power = 0.0
+# model
+n_layer = 4
+n_head = 4
+n_embd = 128
+dropout = 0.0
+bias = False
+dag_depth = 4
+max_coefficient = 3
+# loss weights
+mag_weight = 1.0
+sign_weight = 1.0
+op_weight = 1.0
+gate_weight = 1.0
+exec_weight = 0.1
+# adamw optimizer
+learning_rate = 1e-3
+max_iters = 1000
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+# learning rate decay settings
+decay_lr = True
+warmup_iters = 50
+lr_decay_iters = 1000
+min_lr = 1e-4
+# system
+device = "cpu"  # 'cpu', 'cuda', 'cuda:0', 'mps'
+dtype = "bfloat16"  # 'float32', 'bfloat16' or 'float16'; autocast is used on CUDA only
+compile = False
+backend = "nccl"  # DDP backend: 'nccl' on GPUs, 'gloo' on CPUs
+seed = 1337
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+apply_config(globals(), sys.argv[1:])
+config = {k: globals()[k] for k in config_keys}
+# -----------------------------------------------------------------------------
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+ddp = int(os.environ.get("RANK", -1)) != -1
+if ddp:
+    init_process_group(backend=backend)
+    ddp_rank = int(os.environ["RANK"])
+    ddp_local_rank = int(os.environ["LOCAL_RANK"])
+    ddp_world_size = int(os.environ["WORLD_SIZE"])
+    if device.startswith("cuda"):
+        device = f"cuda:{ddp_local_rank}"
+        torch.cuda.set_device(device)
+    master_process = ddp_rank == 0
+else:
+    ddp_rank, ddp_world_size, master_process = 0, 1, True
+device_type = "cuda" if "cuda" in device else "cpu"
+if master_process:
+    os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed + ddp_rank)
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+if ptdtype is None:
+    fail(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
+ctx = nullcontext() if device_type == "cpu" else torch.autocast(device_type=device_type, dtype=ptdtype)
+
+# model init
+model_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout", "dag_depth",
+              "max_digits", "max_decimal_places", "max_coefficient")
+iter_num, best_val_loss, checkpoint = 0, 1e9, None
+if init_from == "scratch":
+    model_args = {k: globals()[k] for k in model_keys} | {"vocab_size": 50304}
+    model = PredictorOnlyModel(GPTConfig(**model_args))
+elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
+    try:
+        ckpt_path = resolve_checkpoint(init_from, out_dir)
+        checkpoint = load_checkpoint(ckpt_path, map_location=device)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    print(f"resuming from {ckpt_path}")
+    model_args = checkpoint["model_args"]
+    for k in model_keys:  # the checkpoint decides the model's shape
+        globals()[k] = model_args[k]
+    model = PredictorOnlyModel(GPTConfig(**model_args))
+    model.load_state_dict(checkpoint["model"])
+    iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
+else:
+    overrides = {k: globals()[k] for k in ("dropout", "dag_depth", "max_digits", "max_decimal_places", "max_coefficient")}
+    try:
+        model = PredictorOnlyModel.from_pretrained(init_from, overrides)
+    except (ValueError, OSError) as e:
+        fail(f"init_from={init_from!r}: {e}")
+    if block_size < model.config.block_size:
+        model.transformer.crop_block_size(block_size)
+    model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
+model.to(device)
+
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16" and device_type == "cuda"))
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+if checkpoint is not None:
+    optimizer.load_state_dict(checkpoint["optimizer"])
+if compile:
+    model = torch.compile(model)
+if ddp:
+    model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
+raw_model = model.module if ddp else model
+loss_weights = {name: globals()[f"{name}_weight"] for name in LOSS_NAMES}
+
+# data: micro-batch j of this rank is batch j * world_size + rank of the train split
+stream_cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
+                          max_decimal_places=max_decimal_places, min_expr_depth=min_expr_depth,
+                          max_expr_depth=max_expr_depth, p_unary_minus=p_unary_minus,
+                          p_parens=p_parens, p_power=p_power, seed=seed)
+train_stream = DAGStream(stream_cfg, "train", batch_size, start=iter_num * gradient_accumulation_steps,
+                         shard=ddp_rank, n_shards=ddp_world_size)
+# the loader draws worker seeds from its own generator, never from the global RNG
+loader = DataLoader(train_stream, batch_size=None, num_workers=num_workers, generator=torch.Generator(),
+                    persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
+train_iter = iter(loader)
+val_maker = ExampleMaker(stream_cfg)
+val_batches = [make_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
+if checkpoint is not None:
+    torch.set_rng_state(checkpoint["rng_state"])
+    if device_type == "cuda" and checkpoint["cuda_rng_state"] is not None:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng_state"][0], device)
+    checkpoint = None  # free memory
+
+
+def to_device(batch: dict) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def step_losses(batch: dict):
+    with ctx:
+        pred = model(batch["idx"])
+    executed = raw_model.execute(*pred.soft())
+    losses = dag_losses(pred, batch, executed, raw_model.config.max_digits)
+    return pred, losses
+
+
+@torch.no_grad()
+def evaluate_val() -> dict[str, float]:
+    """Loss components and final-token accuracy over the fixed validation batches."""
+    model.eval()
+    sums: dict[str, float] = {}
+    for batch in val_batches:
+        batch = to_device(batch)
+        pred, losses = step_losses(batch)
+        losses["total"] = total_loss(losses, loss_weights)
+        metrics = final_token_metrics(pred, batch, raw_model.execute(*pred.hard()))
+        for k, v in list(losses.items()) + [(f"acc_{k}", m.mean()) for k, m in metrics.items()]:
+            sums[k] = sums.get(k, 0.0) + v.item() / len(val_batches)
+    model.train()
+    return sums
+
+
+def save(iter_num: int) -> None:
+    ckpt = {
+        "model": raw_model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "model_args": model_args,
+        "iter_num": iter_num,
+        "best_val_loss": best_val_loss,
+        "config": config,
+        "rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if device_type == "cuda" else None,
+        "data_position": iter_num * gradient_accumulation_steps,
+    }
+    path = save_checkpoint(ckpt, out_dir, iter_num)
+    print(f"saved {path}")
+    kept = sorted(f for f in os.listdir(out_dir) if f.startswith("ckpt_") and f.endswith(".pt"))
+    for old in kept[:-keep_checkpoints]:
+        os.remove(os.path.join(out_dir, old))
+
+
+def eval_and_save(iter_num: int, final: bool = False) -> None:
+    global best_val_loss
+    val = evaluate_val()
+    print(f"iter {iter_num}: val loss {val['total']:.4f} | " + " ".join(f"{k} {val[k]:.4f}" for k in LOSS_NAMES)
+          + f" | final-token exact {val['acc_exact']:.3f} close {val['acc_close']:.3f}")
+    if wandb_log:
+        wandb.log({"iter": iter_num, "lr": lr, **{f"val/{k}": v for k, v in val.items()}})
+    improved = val["total"] < best_val_loss
+    best_val_loss = min(best_val_loss, val["total"])
+    if improved or always_save_checkpoint or final:
+        save(iter_num)
+
+
+if wandb_log and master_process:
+    import wandb
+    # without credentials there is no account to sync to: log to disk instead of
+    # letting wandb.init wait on the network
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc"))
+    mode = os.environ.get("WANDB_MODE") or ("online" if has_key else "offline")
+    try:
+        wandb.init(project=wandb_project, name=wandb_run_name, config=config, mode=mode,
+                   settings=wandb.Settings(init_timeout=60))
+    except Exception as e:  # a logging service must never stop a training run
+        print(f"wandb unavailable ({type(e).__name__}: {e}); continuing without it")
+        wandb_log = False
+elif wandb_log:
+    wandb_log = False
+
+lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
+if eval_only:
+    if master_process:
+        val = evaluate_val()
+        print(" ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    sys.exit(0)
+
+t0 = time.time()
+data_wait = 0.0
+while iter_num < max_iters:
+    lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if iter_num % eval_interval == 0 and master_process and iter_num > 0:
+        eval_and_save(iter_num)
+
+    for micro_step in range(gradient_accumulation_steps):
+        if ddp:  # sync gradients only on the last micro step
+            model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
+        t_wait = time.time()
+        batch = to_device(next(train_iter))
+        data_wait += time.time() - t_wait
+        _, losses = step_losses(batch)
+        bad = first_non_finite(losses)
+        if bad is not None:
+            try:
+                last = latest_checkpoint(out_dir)
+            except FileNotFoundError:
+                last = "none"
+            fail(f"non-finite {bad} loss ({losses[bad].item()}) at iter {iter_num}; stopped "
+                 f"without saving, last good checkpoint: {last}")
+        loss = total_loss(losses, loss_weights) / gradient_accumulation_steps
+        scaler.scale(loss).backward()
+    if grad_clip != 0.0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+
+    iter_num += 1
+    if iter_num % log_interval == 0 and master_process:
+        t1 = time.time()
+        dt, t0 = t1 - t0, t1
+        parts = " ".join(f"{k} {v.item():.4f}" for k, v in losses.items())
+        print(f"iter {iter_num}: loss {loss.item() * gradient_accumulation_steps:.4f} ({parts}) "
+              f"lr {lr:.2e}, {dt * 1000 / log_interval:.1f} ms/iter, data wait {data_wait / dt:.1%}")
+        if wandb_log:
+            wandb.log({"iter": iter_num, "lr": lr, "train/data_wait": data_wait / dt,
+                       **{f"train/{k}": v.item() for k, v in losses.items()}})
+        data_wait = 0.0
+
+if master_process:
+    eval_and_save(iter_num, final=True)  # the run's last checkpoint holds its final iteration
+if ddp:
+    destroy_process_group()
