@@ -25,7 +25,7 @@ import numpy as np
 
 # Largest |value| any node may hold; the executor's log-domain exponent is clamped just
 # above it, so every DAG the converter accepts executes without clamping.
-MAX_NODE_VALUE = Fraction(10) ** 100
+MAX_NODE_VALUE = 10 ** 100
 
 
 @dataclass
@@ -42,7 +42,8 @@ def _canon(node: tuple) -> tuple[list, int]:
     ["leaf", magnitude, sign], ["lin", [(frag, coef)]], ["log", [(frag, exp)]]."""
     kind = node[0]
     if kind == "num":
-        return ["leaf", abs(node[1]), 1], (-1 if node[1] < 0 else 1)
+        v = node[1]
+        return (["leaf", -v, 1], -1) if v < 0 else (["leaf", v, 1], 1)
     if kind == "add":
         terms: list = []
         _linear_terms(node, 1, terms)
@@ -141,32 +142,37 @@ def plan_arrays(plan: DAGPlan, dag_depth: int, where: str = "expression"):
     V_sign = np.ones(2 * D)
     O = np.zeros((D, 2 * D))
     G = np.ones(D)
-    exact = [Fraction(0)] * (2 * D)
+    # exact node values as unreduced (numerator, denominator > 0) integer pairs: this is
+    # the data loader's hot loop, and Fraction's gcd on every operation costs 3x more
+    num, den = [0] * (2 * D), [1] * (2 * D)
     for i, (mag, sign) in enumerate(plan.values):
-        exact[i] = mag * sign
+        num[i], den[i] = sign * mag.numerator, mag.denominator
     for k, (linear, operands) in enumerate(plan.steps):
         G[k] = 1.0 if linear else 0.0
-        acc = Fraction(0) if linear else Fraction(1)
+        n, d = (0, 1) if linear else (1, 1)
         for (kind, j), c in operands:
             col = j if kind == "v" else D + j
             O[k, col] += c
             if linear:
-                acc += c * exact[col]
-            elif exact[col] == 0 and c < 0:
+                n, d = n * den[col] + c * num[col] * d, d * den[col]
+            elif c >= 0:
+                n, d = n * num[col] ** c, d * den[col] ** c
+            elif num[col] == 0:
                 raise ValueError(f"division by zero in {where} (DAG step {k})")
-            else:
-                acc *= exact[col] ** c
-        if abs(acc) > MAX_NODE_VALUE:
+            else:  # x ** -c: swap numerator and denominator, keeping d > 0
+                flip = -1 if num[col] < 0 and c % 2 else 1
+                n, d = n * flip * den[col] ** -c, d * abs(num[col]) ** -c
+        if abs(n) > MAX_NODE_VALUE * d:
             raise ValueError(f"{where} has an intermediate value beyond 1e100 (DAG step {k})")
-        exact[D + k] = acc
+        num[D + k], den[D + k] = n, d
     last = D + n_steps - 1 if n_steps else 0
     for k in range(n_steps, D):  # pad: each unused step copies the node before it
         O[k, last] = 1.0
-        exact[D + k] = exact[last]
+        num[D + k], den[D + k] = num[last], den[last]
         last = D + k
-    for i, x in enumerate(exact):
-        V_mag[i] = float(abs(x))
-        V_sign[i] = -1.0 if x < 0 else 1.0
+    for i in range(2 * D):
+        V_mag[i] = abs(num[i]) / den[i]  # int / int is correctly rounded
+        V_sign[i] = -1.0 if num[i] < 0 else 1.0
     for i, (mag, sign) in enumerate(plan.values):
         V_sign[i] = float(sign)  # a leaf keeps its sign even when it is zero
-    return V_mag, V_sign, O, G, exact[2 * D - 1]
+    return V_mag, V_sign, O, G, Fraction(num[-1], den[-1])

@@ -9,25 +9,38 @@ that both give identical tensors on thousands of expressions and their prefixes.
 """
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _LEXEME = re.compile(r"\s*(?:(\d+\.?\d*|\.\d+)|(\*\*|[-+*/()]))")
 
 
-def _lex(text: str) -> list[str]:
+def lex(text: str) -> list[tuple[str, int]]:
+    """The lexemes of a text (numbers, operators, parentheses), each with the offset
+    just past it; ValueError at the first character outside the grammar."""
     lexemes, pos = [], 0
     text = text.rstrip()
     while pos < len(text):
         m = _LEXEME.match(text, pos)
         if m is None:
             raise ValueError(f"cannot parse {text!r} at {text[pos:pos + 10]!r}")
-        lexemes.append(m.group(1) or m.group(2))
         pos = m.end()
+        lexemes.append((m.group(1) or m.group(2), pos))
     return lexemes
+
+
+@lru_cache(maxsize=65536)
+def _literal(text: str) -> Fraction:
+    # every literal is parsed again in each later prefix of its expression
+    return Fraction(text)
 
 
 def parse_text(text: str) -> tuple:
     """DAG tree of an arithmetic text; ValueError for anything outside the grammar."""
-    lexemes = _lex(text)
+    return parse_lexemes([lexeme for lexeme, _ in lex(text)], text)
+
+
+def parse_lexemes(lexemes: list[str], text: str) -> tuple:
+    """DAG tree of a lexeme list (text is only quoted in error messages)."""
     n = len(lexemes)
     pos = 0
 
@@ -98,7 +111,7 @@ def parse_text(text: str) -> tuple:
                 raise ValueError(f"unbalanced parentheses in {text!r}")
             return node
         if tok[0].isdigit() or tok[0] == ".":
-            return ("num", Fraction(tok))
+            return ("num", _literal(tok))
         raise ValueError(f"unexpected {tok!r} in {text!r}")
 
     tree = expr()

@@ -25,13 +25,14 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data.dagset.dag_plan import build_plan, plan_arrays
-from data.dagset.fast_parse import parse_text
+from data.dagset.fast_parse import lex, parse_lexemes
 from data.dagset.generate_expression import generate_expression
 
 VAL_EVERY = 16
 PAD_TOKEN = 50256  # GPT-2's <|endoftext|>; padded positions are masked anyway
 _NUMBER_CHARS = frozenset("0123456789.")
 _TRAILING = " +-*/("
+_DROPPED = frozenset(("+", "-", "*", "/", "**", "("))
 
 
 @dataclass
@@ -93,7 +94,8 @@ class ExampleMaker:
         return self.enc.encode_ordinary(text)
 
     def targets(self, text: str, tokens: list[int]) -> dict[str, np.ndarray]:
-        """Per-position arrays for one text whose tokens fit block_size."""
+        """Per-position arrays for one text whose tokens fit block_size. ValueError if
+        the whole text is not a DAG that fits dag_depth (a prefix that is not is masked)."""
         D, T = self.cfg.dag_depth, self.cfg.block_size
         ex = {
             "idx": np.full(T, PAD_TOKEN, dtype=np.int64),
@@ -105,23 +107,38 @@ class ExampleMaker:
             "mask": np.zeros(T, dtype=bool),
         }
         ex["idx"][: len(tokens)] = tokens
-        last_text, last_t = None, -1
+        # prefix_target_text on lexemes: the text is lexed once, and a prefix's target is
+        # its first k lexemes (trailing operators and "(" dropped) plus closing parens
+        lexemes = lex(text)
+        words = [w for w, _ in lexemes]
+        k, depth, last_k, last_t = 0, [0], -1, -1
         for t, end in enumerate(self._token_ends(tokens)):
-            target = prefix_target_text(text, end)
-            if target is None:
+            if end < len(text) and text[end] in _NUMBER_CHARS and text[end - 1] in _NUMBER_CHARS:
+                continue  # inside a number
+            while k < len(lexemes) and lexemes[k][1] <= end:
+                depth.append(depth[-1] + (words[k] == "(") - (words[k] == ")"))
+                k += 1
+            n = k
+            while n and words[n - 1] in _DROPPED:
+                n -= 1
+            if n == 0:
                 continue
-            if target == last_text:  # e.g. "2.5 *" after "2.5": same DAG
+            if n == last_k:  # e.g. "2.5 *" after "2.5": same DAG
                 for key in ("V_mag", "V_sign", "O", "G", "value"):
                     ex[key][t] = ex[key][last_t]
             else:
+                target = words[:n] + [")"] * depth[n]
                 try:
-                    V_mag, V_sign, O, G, value = plan_arrays(build_plan(parse_text(target)), D, where=repr(target))
-                except ValueError:  # the prefix divides by zero, as "6 / (0" of "6 / (0 + 3)"
+                    V_mag, V_sign, O, G, value = plan_arrays(
+                        build_plan(parse_lexemes(target, text)), D, where=repr(" ".join(target)))
+                except ValueError:  # a prefix can divide by zero: "6 / (0" of "6 / (0 + 3)"
+                    if end == len(text):
+                        raise
                     continue
                 ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = V_mag, V_sign, O, G
                 ex["value"][t] = float(value)
             ex["mask"][t] = True
-            last_text, last_t = target, t
+            last_k, last_t = n, t
         return ex
 
 
@@ -129,9 +146,10 @@ def split_of(text: str) -> str:
     return "val" if zlib.crc32(text.encode()) % VAL_EVERY == 0 else "train"
 
 
-def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int, list[int]]:
-    """(text, depth, tokens) of example `index` of a split: the first candidate drawn
-    from its seeds that belongs to the split, fits block_size and fits dag_depth."""
+def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int, dict[str, np.ndarray]]:
+    """(text, depth, per-token targets) of example `index` of a split: the first
+    candidate drawn from its seeds that belongs to the split and fits block_size and
+    dag_depth."""
     cfg = maker.cfg
     n_depths = cfg.max_expr_depth - cfg.min_expr_depth + 1
     for attempt in range(10_000):
@@ -144,9 +162,10 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int,
         tokens = maker.tokens(text)
         if len(tokens) > cfg.block_size:
             continue
-        plan = build_plan(parse_text(text))
-        if len(plan.values) <= cfg.dag_depth and len(plan.steps) <= cfg.dag_depth:
-            return text, depth, tokens
+        try:
+            return text, depth, maker.targets(text, tokens)
+        except ValueError:  # needs more than dag_depth nodes
+            continue
     raise ValueError(f"no expression of example {index} fits block_size={cfg.block_size} and "
                      f"dag_depth={cfg.dag_depth}: raise them or lower max_expr_depth/max_digits")
 
@@ -155,8 +174,8 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
     """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
     examples, depths = [], []
     for i in range(batch_index * batch_size, (batch_index + 1) * batch_size):
-        text, depth, tokens = draw_example(maker, split, i)
-        examples.append(maker.targets(text, tokens))
+        _, depth, ex = draw_example(maker, split, i)
+        examples.append(ex)
         depths.append(depth)
     batch = {k: torch.from_numpy(np.stack([ex[k] for ex in examples])) for k in examples[0]}
     batch["depth"] = torch.tensor(depths)
