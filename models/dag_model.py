@@ -53,24 +53,40 @@ class DAGExecutor(nn.Module):
 
     def forward(self, V_mag: torch.Tensor, V_sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         D = self.dag_depth
-        if O.shape[-2:] != (D, 2 * D) or V_mag.shape[-1] != 2 * D or G.shape[-1] != D:
+        lead = G.shape[:-1]
+        if (V_mag.shape != (*lead, 2 * D) or V_sign.shape != (*lead, 2 * D)
+                or O.shape != (*lead, D, 2 * D) or G.shape != (*lead, D)):
             raise ValueError(
-                f"DAG tensors do not match dag_depth={D}: V_mag {tuple(V_mag.shape)}, "
-                f"O {tuple(O.shape)}, G {tuple(G.shape)}")
+                f"DAG tensors do not match dag_depth={D}: V_mag {tuple(V_mag.shape)}, V_sign "
+                f"{tuple(V_sign.shape)}, O {tuple(O.shape)}, G {tuple(G.shape)}; expected (..., {2 * D}), "
+                f"(..., {2 * D}), (..., {D}, {2 * D}), (..., {D}) with the same leading dims")
         V_mag, V_sign, O, G = (t.to(torch.float64) for t in (V_mag, V_sign, O, G))
-        mag = V_mag[..., :D].abs().clamp(max=MAX_VALUE)  # (B, T, D)
-        sign = V_sign[..., :D]
-        # per node: signed value, log-magnitude, "is negative" (B, T, nodes, 3)
-        feats = torch.stack([sign * mag, _safe_log(mag), (1 - sign) / 2], dim=-1)
-        for k in range(D):
-            coef = O[..., k, : D + k].unsqueeze(-1)  # (B, T, D+k, 1)
-            linear, log_sum, neg_sum = (coef * feats).sum(dim=-2).unbind(-1)  # (B, T) each
-            product = torch.cos(math.pi * neg_sum) * torch.exp(log_sum.clamp(max=LOG_LIMIT))
-            gate = G[..., k]
-            value = (gate * linear + (1 - gate) * product).clamp(-MAX_VALUE, MAX_VALUE)
-            new = torch.stack([value, _safe_log(value.abs()), (value < 0).to(value.dtype)], dim=-1)
-            feats = torch.cat([feats, new.unsqueeze(-2)], dim=-2)
-        return feats[..., -1, 0]
+        # node and step dims first, so that each (B, T) slice below is contiguous
+        mag = V_mag[..., :D].movedim(-1, 0).abs().clamp(max=MAX_VALUE)  # (D, B, T)
+        sign = V_sign[..., :D].movedim(-1, 0)
+        O = O.movedim((-2, -1), (0, 1)).contiguous()  # (D, 2D, B, T)
+        gates = G.movedim(-1, 0).unbind(0)  # D x (B, T)
+        # per node, as (B, T) tensors: signed value, log-magnitude, "is negative"
+        values, logs, negs = list(sign * mag), list(_safe_log(mag)), list((1 - sign) / 2)
+        # unbind, never index: each indexed slice's backward fills a zero buffer as large
+        # as the whole tensor, while unbind's backward is a single stack
+        for k, row in enumerate(O.unbind(0)):
+            coef = row.unbind(0)  # 2D x (B, T)
+            linear, log_sum, neg_sum = coef[0] * values[0], coef[0] * logs[0], coef[0] * negs[0]
+            for j in range(1, D + k):  # causal: only nodes that already exist
+                linear = torch.addcmul(linear, coef[j], values[j])
+                log_sum = torch.addcmul(log_sum, coef[j], logs[j])
+                neg_sum = torch.addcmul(neg_sum, coef[j], negs[j])
+            log_sum = log_sum.clamp(max=LOG_LIMIT)
+            product = torch.cos(math.pi * neg_sum) * torch.exp(log_sum)
+            gate = gates[k]
+            value = (gate * linear + (1 - gate) * product).clamp(-MAX_VALUE, MAX_VALUE)  # (B, T)
+            values.append(value)
+            # a pure log step keeps its log-magnitude: no exp/log round trip, whose
+            # gradient 1/|value| overflows for tiny values
+            logs.append(torch.where(gate == 0, log_sum, _safe_log(value.abs())))
+            negs.append((value < 0).to(value.dtype))
+        return value
 
 
 @dataclass
