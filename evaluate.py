@@ -1,0 +1,251 @@
+"""
+Evaluate a DAG predictor checkpoint of train_predictor.py.
+
+Final-token accuracy by expression depth, on a fixed, seeded held-out set of
+validation-split expressions drawn as in training:
+$ python evaluate.py --out_dir=out-predictor --n_per_depth=200 --json_out=eval.json
+The prediction after the last token of each expression in a file (one per line;
+blank lines and lines starting with '#' are skipped):
+$ python evaluate.py --expressions_file=expressions.txt
+One expression's predicted DAG, step by step, next to its target DAG:
+$ python evaluate.py --expr="2.5*3+1"
+The newest checkpoint in out_dir is used unless --ckpt_path names one. Bad input
+stops the run with one line on stderr and exit status 1.
+"""
+import dataclasses
+import json
+import sys
+from typing import NoReturn
+
+import numpy as np
+import torch
+
+from checkpoint import latest_checkpoint, load_checkpoint
+from configurator import apply_config
+from data.dagset.conversion import tensor_to_expression
+from data.dagset.dag_plan import build_plan, plan_arrays
+from data.dagset.fast_parse import parse_text
+from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
+from models.dag_model import GPTConfig
+from models.predictor_only_model import PredictorOnlyModel
+from predictor_utils import final_token_metrics, relative_error
+
+# -----------------------------------------------------------------------------
+out_dir = "out-predictor"
+ckpt_path = ""  # a checkpoint file; empty: the newest ckpt_*.pt in out_dir
+device = "cpu"
+seed = 2024  # seed of the held-out set
+n_per_depth = 200  # held-out examples per expression depth
+batch_size = 64
+json_out = ""  # also write the results to this JSON file
+expressions_file = ""  # evaluate these expressions instead of the held-out set
+expr = ""  # show the predicted DAG of this one expression
+# -----------------------------------------------------------------------------
+apply_config(globals(), sys.argv[1:])
+# -----------------------------------------------------------------------------
+
+
+def fail(message: str) -> NoReturn:
+    # one line, also for library messages that span several (state dict mismatches)
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(1)
+
+
+if expr and expressions_file:
+    fail("give --expr or --expressions_file, not both")
+if expr and json_out:
+    fail("--json_out is for the held-out set and --expressions_file, not --expr")
+if n_per_depth < 1 or batch_size < 1:
+    fail(f"n_per_depth and batch_size must be >= 1, got {n_per_depth} and {batch_size}")
+
+try:
+    ckpt_path = ckpt_path or latest_checkpoint(out_dir)
+    checkpoint = load_checkpoint(ckpt_path, map_location=device)
+except (FileNotFoundError, ValueError) as e:
+    fail(str(e))
+missing = [k for k in ("model", "model_args", "config", "iter_num") if k not in checkpoint]
+if missing:
+    fail(f"{ckpt_path!r} is not a train_predictor.py checkpoint: it has no {', '.join(missing)}")
+try:
+    model = PredictorOnlyModel(GPTConfig(**checkpoint["model_args"]))
+    model.load_state_dict(checkpoint["model"])
+except (TypeError, ValueError, RuntimeError) as e:
+    fail(f"{ckpt_path!r} does not fit the model its model_args describe: {e}")
+model.to(device)
+model.eval()
+# The held-out set is drawn like the training data. The model's shape wins over the
+# recorded config: train_predictor.py records the config before a resumed run takes
+# its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
+settings = checkpoint["config"] | checkpoint["model_args"]
+try:
+    stream_cfg = StreamConfig(**{f.name: settings[f.name] for f in dataclasses.fields(StreamConfig)
+                                 if f.name in settings} | {"seed": seed})
+except ValueError as e:
+    fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
+maker = ExampleMaker(stream_cfg)
+
+
+def summary(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """n and the mean of each metric over a list of final_token_metrics results."""
+    joined = {k: torch.cat([m[k] for m in metrics]) for k in metrics[0]}
+    return {"n": len(joined["exact"])} | {k: v.mean().item() for k, v in joined.items()}
+
+
+@torch.no_grad()
+def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
+    """final_token_metrics of examples 0 .. n_per_depth-1 of the validation split at one depth."""
+    depth_maker = ExampleMaker(dataclasses.replace(stream_cfg, min_expr_depth=depth, max_expr_depth=depth))
+    parts = []
+    for b in range(-(-n_per_depth // batch_size)):
+        # the last batch is cut at n_per_depth, so batch_size does not change the set
+        batch = {k: v[: n_per_depth - b * batch_size].to(device)
+                 for k, v in make_batch(depth_maker, "val", b, batch_size).items()}
+        pred = model(batch["idx"])
+        parts.append(final_token_metrics(pred, batch, model.execute(*pred.hard())))
+    return parts
+
+
+def evaluate_held_out() -> dict:
+    parts = {str(d): held_out_metrics(d) for d in range(stream_cfg.min_expr_depth, stream_cfg.max_expr_depth + 1)}
+    rows = {d: summary(p) for d, p in parts.items()} | {"all": summary([m for p in parts.values() for m in p])}
+    names = [k for k in rows["all"] if k != "n"]
+    print(f"{n_per_depth} validation examples per expression depth, seed {seed}")
+    print(f"{'depth':>5} {'n':>6} " + " ".join(f"{k:>6}" for k in names))
+    for label, row in rows.items():
+        print(f"{label:>5} {row['n']:>6} " + " ".join(f"{row[k]:6.3f}" for k in names))
+    return {"by_depth": {d: rows[d] for d in parts}, "all": rows["all"]}
+
+
+def checked(text: str) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Tokens and per-token training targets of an expression that the model can read
+    and whose DAG it can write; ValueError saying why for any other text."""
+    cfg = model.config
+    # The training stream's parser and DAG plan, so the targets are those the model
+    # learned. conversion.py's SymPy parser is no fit here: it runs its input as Python,
+    # and it folds numeric groups under a unary minus, as "-(0.1 + 0.2)" -> one Float.
+    plan = build_plan(parse_text(text))
+    for mag, _ in plan.values:
+        if mag >= 10 ** cfg.max_digits:
+            raise ValueError(f"{text!r} has a literal with more than max_digits={cfg.max_digits} integer digits")
+        if (mag * 10 ** cfg.max_decimal_places).denominator != 1:
+            raise ValueError(f"{text!r} has a literal with more than "
+                             f"max_decimal_places={cfg.max_decimal_places} decimals")
+    # raises for more nodes than dag_depth, a division by zero or a value beyond 1e100
+    _, _, O, _, _ = plan_arrays(plan, cfg.dag_depth, where=repr(text))
+    if abs(O).max() > cfg.max_coefficient:
+        raise ValueError(f"{text!r} needs a power beyond max_coefficient={cfg.max_coefficient}")
+    tokens = maker.tokens(text)
+    if len(tokens) > cfg.block_size:
+        raise ValueError(f"{text!r} is {len(tokens)} tokens, more than block_size={cfg.block_size}")
+    return tokens, maker.targets(text, tokens)
+
+
+def last_target(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[torch.Tensor, ...], float]:
+    """Target DAG tensors (leading dims 1, 1) and exact value after the last token."""
+    dag = tuple(torch.from_numpy(example[k][n_tokens - 1])[None, None] for k in ("V_mag", "V_sign", "O", "G"))
+    return dag, float(example["value"][n_tokens - 1])
+
+
+@torch.no_grad()
+def predict(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[torch.Tensor, ...], float, dict]:
+    """(hard DAG after the last token, its executed value, final_token_metrics)."""
+    batch = {k: torch.from_numpy(v[:n_tokens])[None].to(device) for k, v in example.items()}
+    pred = model(batch["idx"])
+    hard = pred.hard()
+    executed = model.execute(*hard)
+    return tuple(t[:, -1:] for t in hard), executed[0, -1].item(), final_token_metrics(pred, batch, executed)
+
+
+def evaluate_file(path: str) -> dict:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read expressions_file: {e}")
+    # every line is checked before any is run, so a bad line stops the run before its table
+    items = []
+    for line_number, line in enumerate(lines, 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            try:
+                items.append((text, *checked(text)))
+            except ValueError as e:
+                fail(f"{path}:{line_number}: {e}")
+    if not items:
+        fail(f"no expressions in {path!r}")
+    records, parts = [], []
+    for text, tokens, example in items:
+        _, predicted, metrics = predict(example, len(tokens))
+        parts.append(metrics)
+        records.append({"expression": text, "predicted": predicted, "true": last_target(example, len(tokens))[1]}
+                       | {k: v.item() for k, v in metrics.items()})
+    width = max(len("expression"), *(len(r["expression"]) for r in records))
+    print(f"{'expression':<{width}} {'predicted':>16} {'true':>16} exact close")
+    for r in records:
+        print(f"{r['expression']:<{width}} {r['predicted']:>16.12g} {r['true']:>16.12g} "
+              f"{'yes' if r['exact'] else 'no':>5} {'yes' if r['close'] else 'no':>5}")
+    total = summary(parts)
+    print(f"{total['n']} expressions: exact {round(total['exact'] * total['n'])} ({total['exact']:.3f}), "
+          f"close {round(total['close'] * total['n'])} ({total['close']:.3f})")
+    return {"expressions": records, "all": total}
+
+
+def step_text(terms: list[tuple[str, int]], linear: bool) -> str:
+    """'n1 + 2*n3 - n4' (linear) or 'n1 * n3**2 / n4' (log domain) of (node, coefficient) terms."""
+    plus, minus, empty = (" + ", " - ", "0") if linear else (" * ", " / ", "1")
+    text = ""
+    for name, c in terms:
+        term = name if abs(c) == 1 else f"{abs(c)}*{name}" if linear else f"{name}**{abs(c)}"
+        if text:
+            text += (minus if c < 0 else plus) + term
+        else:
+            text = ("-" if linear else "1 / ") + term if c < 0 else term
+    return text or empty
+
+
+def dag_lines(V_mag: torch.Tensor, V_sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor) -> list[str]:
+    """One DAG (leading dims of size 1) as lines: input nodes n0 .. n{D-1} with their
+    values, then step k writing node n{D+k}; the last node is the result."""
+    D = G.shape[-1]
+    values = (V_sign * V_mag).reshape(2 * D)[:D].tolist()
+    O, G = O.reshape(D, 2 * D).tolist(), G.reshape(D).tolist()
+    lines = [f"n{i} = {v:.12g}" for i, v in enumerate(values)]
+    for k in range(D):
+        terms = [(f"n{j}", int(O[k][j])) for j in range(D + k) if int(O[k][j]) != 0]
+        terms.sort(key=lambda term: term[1] < 0)  # "n3 - n0", not "-n0 + n3"
+        text = f"n{D + k} = {step_text(terms, G[k] > 0.5)}"
+        lines.append(f"{text:<24} {'linear' if G[k] > 0.5 else 'log'}")
+    return lines
+
+
+def show_expression(text: str) -> None:
+    try:
+        tokens, example = checked(text)
+    except ValueError as e:
+        fail(str(e))
+    dag, predicted, metrics = predict(example, len(tokens))
+    target, value = last_target(example, len(tokens))
+    print(f"expression: {text} ({len(tokens)} tokens)")
+    for name, tensors in (("predicted", dag), ("target", target)):
+        print(f"{name} DAG after the last token:")
+        for line in dag_lines(*tensors):
+            print(f"  {line}")
+        print(f"  = {tensor_to_expression(*tensors)}")
+    error = relative_error(torch.tensor(predicted), torch.tensor(value)).item()
+    print(f"predicted value: {predicted:.12g}")
+    print(f"true value:      {value:.12g}")
+    print(f"relative error:  {error:.3g} (exact: {'yes' if metrics['exact'].item() else 'no'}, "
+          f"close: {'yes' if metrics['close'].item() else 'no'})")
+
+
+print(f"checkpoint {ckpt_path} (iter {checkpoint['iter_num']})")
+if expr:
+    show_expression(expr)
+else:
+    result = evaluate_file(expressions_file) if expressions_file else evaluate_held_out()
+    if json_out:
+        try:
+            with open(json_out, "w") as f:
+                json.dump({"checkpoint": ckpt_path, "iter_num": checkpoint["iter_num"]} | result, f, indent=2)
+        except OSError as e:
+            fail(f"cannot write json_out: {e}")
