@@ -10,10 +10,10 @@ Resume the newest checkpoint in out_dir:
 $ python train_predictor.py config/train_predictor_config.py --init_from=resume
 """
 import os
+import re
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 
 import torch
 from torch.distributed import destroy_process_group, init_process_group
@@ -87,15 +87,29 @@ compile = False
 backend = "nccl"  # DDP backend: 'nccl' on GPUs, 'gloo' on CPUs
 seed = 1337
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
-apply_config(globals(), sys.argv[1:])
-config = {k: globals()[k] for k in config_keys}
+# overrides go through a dict of the config keys only, so --torch=1 is an unknown key
+# rather than a type error, and nothing but config can be overwritten
+config = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
+apply_config(config, sys.argv[1:])
+globals().update(config)
 # -----------------------------------------------------------------------------
 
 
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def saved_iters() -> list[int]:
+    """Iterations of the ckpt_<n>.pt files in out_dir, ascending."""
+    names = os.listdir(out_dir) if os.path.isdir(out_dir) else []
+    matches = (re.fullmatch(r"ckpt_(\d+)\.pt", name) for name in names)
+    return sorted(int(m.group(1)) for m in matches if m)
+
+
+for k in ("eval_interval", "log_interval", "eval_iters", "keep_checkpoints", "gradient_accumulation_steps"):
+    if config[k] < 1:
+        fail(f"{k} must be >= 1, got {config[k]}")
 
 
 ddp = int(os.environ.get("RANK", -1)) != -1
@@ -147,20 +161,31 @@ else:
         model = PredictorOnlyModel.from_pretrained(init_from, overrides)
     except (ValueError, OSError) as e:
         fail(f"init_from={init_from!r}: {e}")
+    if block_size > model.config.block_size:
+        fail(f"block_size={block_size} exceeds the {model.config.block_size} positions of {init_from!r}")
     if block_size < model.config.block_size:
         model.transformer.crop_block_size(block_size)
     model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
 model.to(device)
+# checkpoints past this run's start belong to another run: `resume` would pick them up and
+# keep_checkpoints would prune this run's own saves in their favour
+newer = [i for i in saved_iters() if i > iter_num]
+if newer and not eval_only:
+    fail(f"out_dir {out_dir!r} already holds a checkpoint of iter {newer[-1]}, past iter {iter_num} "
+         f"where this run starts: use another out_dir")
 
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16" and device_type == "cuda"))
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint["optimizer"])
+resumed_at = iter_num if checkpoint is not None else None
+# the plain module: its state_dict has no "_orig_mod." / "module." prefixes, and running it
+# (evaluation on the master only) starts no DDP collective
+raw_model = model
 if compile:
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
-raw_model = model.module if ddp else model
 loss_weights = {name: globals()[f"{name}_weight"] for name in LOSS_NAMES}
 
 # data: micro-batch j of this rank is batch j * world_size + rank of the train split
@@ -187,9 +212,9 @@ def to_device(batch: dict) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def step_losses(batch: dict):
+def step_losses(net: torch.nn.Module, batch: dict):
     with ctx:
-        pred = model(batch["idx"])
+        pred = net(batch["idx"])
     executed = raw_model.execute(*pred.soft())
     losses = dag_losses(pred, batch, executed, raw_model.config.max_digits)
     return pred, losses
@@ -198,16 +223,16 @@ def step_losses(batch: dict):
 @torch.no_grad()
 def evaluate_val() -> dict[str, float]:
     """Loss components and final-token accuracy over the fixed validation batches."""
-    model.eval()
+    raw_model.eval()
     sums: dict[str, float] = {}
     for batch in val_batches:
         batch = to_device(batch)
-        pred, losses = step_losses(batch)
+        pred, losses = step_losses(raw_model, batch)
         losses["total"] = total_loss(losses, loss_weights)
         metrics = final_token_metrics(pred, batch, raw_model.execute(*pred.hard()))
         for k, v in list(losses.items()) + [(f"acc_{k}", m.mean()) for k, m in metrics.items()]:
             sums[k] = sums.get(k, 0.0) + v.item() / len(val_batches)
-    model.train()
+    raw_model.train()
     return sums
 
 
@@ -225,21 +250,37 @@ def save(iter_num: int) -> None:
     }
     path = save_checkpoint(ckpt, out_dir, iter_num)
     print(f"saved {path}")
-    kept = sorted(f for f in os.listdir(out_dir) if f.startswith("ckpt_") and f.endswith(".pt"))
-    for old in kept[:-keep_checkpoints]:
-        os.remove(os.path.join(out_dir, old))
+    for old in saved_iters()[:-keep_checkpoints]:
+        os.remove(os.path.join(out_dir, f"ckpt_{old:08d}.pt"))
+
+
+def fail_non_finite(kind: str, losses: dict, iter_num: int) -> None:
+    """Stop before anything is saved if a loss component is NaN or infinite."""
+    losses = {k: torch.as_tensor(v).detach() for k, v in losses.items()}  # val losses are floats
+    bad = first_non_finite(losses)
+    if bad is None:
+        return
+    try:
+        last = latest_checkpoint(out_dir)
+    except FileNotFoundError:
+        last = "none"
+    fail(f"non-finite {kind} {bad} loss ({losses[bad].item()}) at iter {iter_num}; stopped "
+         f"without saving, last good checkpoint: {last}")
 
 
 def eval_and_save(iter_num: int, final: bool = False) -> None:
+    """Evaluate the model after iter_num steps and checkpoint it (never the untrained one,
+    and never one whose validation loss is not finite)."""
     global best_val_loss
     val = evaluate_val()
     print(f"iter {iter_num}: val loss {val['total']:.4f} | " + " ".join(f"{k} {val[k]:.4f}" for k in LOSS_NAMES)
           + f" | final-token exact {val['acc_exact']:.3f} close {val['acc_close']:.3f}")
+    fail_non_finite("val", val, iter_num)
     if wandb_log:
         wandb.log({"iter": iter_num, "lr": lr, **{f"val/{k}": v for k, v in val.items()}})
     improved = val["total"] < best_val_loss
     best_val_loss = min(best_val_loss, val["total"])
-    if improved or always_save_checkpoint or final:
+    if iter_num > 0 and (improved or always_save_checkpoint or final):
         save(iter_num)
 
 
@@ -265,13 +306,13 @@ if eval_only:
         print(" ".join(f"{k} {v:.4f}" for k, v in val.items()))
     sys.exit(0)
 
-t0 = time.time()
-data_wait = 0.0
+t0, data_wait, timed_iters = time.time(), 0.0, 0
 while iter_num < max_iters:
     lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
     for group in optimizer.param_groups:
         group["lr"] = lr
-    if iter_num % eval_interval == 0 and master_process and iter_num > 0:
+    # a resumed run starts where its checkpoint was evaluated and saved
+    if iter_num % eval_interval == 0 and master_process and iter_num != resumed_at:
         eval_and_save(iter_num)
 
     for micro_step in range(gradient_accumulation_steps):
@@ -280,15 +321,8 @@ while iter_num < max_iters:
         t_wait = time.time()
         batch = to_device(next(train_iter))
         data_wait += time.time() - t_wait
-        _, losses = step_losses(batch)
-        bad = first_non_finite(losses)
-        if bad is not None:
-            try:
-                last = latest_checkpoint(out_dir)
-            except FileNotFoundError:
-                last = "none"
-            fail(f"non-finite {bad} loss ({losses[bad].item()}) at iter {iter_num}; stopped "
-                 f"without saving, last good checkpoint: {last}")
+        _, losses = step_losses(model, batch)
+        fail_non_finite("train", losses, iter_num)
         loss = total_loss(losses, loss_weights) / gradient_accumulation_steps
         scaler.scale(loss).backward()
     if grad_clip != 0.0:
@@ -298,19 +332,22 @@ while iter_num < max_iters:
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
 
-    iter_num += 1
+    # logged under the iteration whose model gave the loss, like val losses and checkpoints
+    timed_iters += 1
     if iter_num % log_interval == 0 and master_process:
-        t1 = time.time()
-        dt, t0 = t1 - t0, t1
+        dt = time.time() - t0
         parts = " ".join(f"{k} {v.item():.4f}" for k, v in losses.items())
         print(f"iter {iter_num}: loss {loss.item() * gradient_accumulation_steps:.4f} ({parts}) "
-              f"lr {lr:.2e}, {dt * 1000 / log_interval:.1f} ms/iter, data wait {data_wait / dt:.1%}")
+              f"lr {lr:.2e}, {dt * 1000 / timed_iters:.1f} ms/iter, data wait {data_wait / dt:.1%}")
         if wandb_log:
             wandb.log({"iter": iter_num, "lr": lr, "train/data_wait": data_wait / dt,
                        **{f"train/{k}": v.item() for k, v in losses.items()}})
-        data_wait = 0.0
+        t0, data_wait, timed_iters = time.time(), 0.0, 0
+    iter_num += 1
 
 if master_process:
     eval_and_save(iter_num, final=True)  # the run's last checkpoint holds its final iteration
+if wandb_log:
+    wandb.finish()
 if ddp:
     destroy_process_group()
