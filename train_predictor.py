@@ -150,8 +150,6 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
         fail(str(e))
     print(f"resuming from {ckpt_path}")
     model_args = checkpoint["model_args"]
-    for k in model_keys:  # the checkpoint decides the model's shape
-        globals()[k] = model_args[k]
     model = PredictorOnlyModel(GPTConfig(**model_args))
     model.load_state_dict(checkpoint["model"])
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
@@ -166,6 +164,9 @@ else:
     if block_size < model.config.block_size:
         model.transformer.crop_block_size(block_size)
     model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
+# a checkpoint or GPT-2 decides the model's shape: the data and the saved config follow it
+for k in model_keys:
+    config[k] = globals()[k] = model_args[k]
 model.to(device)
 # checkpoints past this run's start belong to another run: `resume` would pick them up and
 # keep_checkpoints would prune this run's own saves in their favour

@@ -267,6 +267,8 @@ def test_init_from_local_gpt2_directory(tmp_path):
     args = ckpt["model_args"]
     assert (args["n_layer"], args["n_embd"], args["vocab_size"], args["block_size"], args["bias"]) == (1, 32, 50257, 32, True)
     assert ckpt["model"]["transformer.wpe.weight"].shape == (32, 32)
+    # the saved config describes the model trained, not the defaults it replaced (n_layer=4)
+    assert {k: ckpt["config"][k] for k in args if k != "vocab_size"} == {k: v for k, v in args.items() if k != "vocab_size"}
     # the backbone starts from the saved weights: two Adam steps at warmup learning rates
     # (2e-5, 4e-5) move each weight by less than 1e-4
     moved = (ckpt["model"]["transformer.wte.weight"] - hf.transformer.wte.weight.detach()).abs().max().item()
