@@ -22,10 +22,12 @@ from models.base_model import Backbone, configure_optimizers, gpt2_config_args, 
 # while any finite input still gives finite values and gradients.
 MAX_VALUE = 1e150
 LOG_LIMIT = math.log(MAX_VALUE)
-# log|x| used for x == 0 (and below 1e-300): exp(c * ZERO_LOG) underflows to exactly 0
-# for any coefficient c >= 1, so a zero factor zeroes a product.
-ZERO_LOG = -1000.0
-TINY = 1e-300
+# log|x| used for x == 0 and for |x| < TINY, below the converter's range: exp(c * ZERO_LOG)
+# underflows to exactly 0 for any coefficient c >= 0.01 even beside factors up to
+# e^LOG_LIMIT, so a zero factor zeroes a product; and 1/|x| <= 1e100 keeps log's
+# gradient finite.
+ZERO_LOG = -1e5
+TINY = 1e-100
 
 
 def _safe_log(mag: torch.Tensor) -> torch.Tensor:

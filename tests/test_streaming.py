@@ -106,6 +106,15 @@ def test_prefix_that_divides_by_zero_is_masked():
     assert ex["value"][len(ends) - 1] == 2.0
 
 
+def test_division_by_zero_hidden_by_flattening_is_caught_on_the_fast_path():
+    # a / (b / c) flattens to a * b^-1 * c: c = 0 must still be a division by zero
+    for text in ("5 / (2 / (1 - 1))", "6 / (5 / 0)", "4 / (3 * (2 - 2))"):
+        with pytest.raises(ValueError, match="division by zero"):
+            plan_arrays(build_plan(parse_text(text)), 4)
+        with pytest.raises(ValueError, match="division by zero"):
+            expression_to_tensors(text, 4)
+
+
 def test_whole_text_too_deep_raises():
     maker = ExampleMaker(StreamConfig(dag_depth=2, block_size=16, max_expr_depth=1))
     text = "1 + 2 + 3"

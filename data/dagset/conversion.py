@@ -69,7 +69,7 @@ def expression_to_tensors(expr, dag_depth: int):
     if dag_depth < 1:
         raise ValueError(f"dag_depth must be >= 1, got {dag_depth}")
     expr = _to_sympy(expr)
-    V_mag, V_sign, O, G, _ = plan_arrays(expression_plan(expr), dag_depth, where=f"'{expr}'")
+    V_mag, V_sign, O, G, _ = plan_arrays(expression_plan(expr), dag_depth, where=expr)
     return tuple(torch.from_numpy(a)[None, None] for a in (V_mag, V_sign, O, G))
 
 

@@ -23,8 +23,9 @@ from fractions import Fraction
 
 import numpy as np
 
-# Largest |value| any node may hold; the executor's log-domain exponent is clamped just
-# above it, so every DAG the converter accepts executes without clamping.
+# Every node's |value| is 0 or within [1e-100, 1e100]. The executor clamps far outside
+# this range (1e150) and reads magnitudes below 1e-100 as zero, so every DAG the
+# converter accepts executes without clamping.
 MAX_NODE_VALUE = 10 ** 100
 
 
@@ -35,23 +36,26 @@ class DAGPlan:
 
     values: list[tuple[Fraction, int]]
     steps: list[tuple[bool, list[tuple[tuple[str, int], int]]]]
+    divisors: list[tuple[str, int]]  # nodes that must not be 0: a / (b / c) needs c != 0
 
 
-def _canon(node: tuple) -> tuple[list, int]:
+def _canon(node: tuple, divisors: list) -> tuple[list, int]:
     """Canonical fragment and sign of a tree node. Fragments are lists:
-    ["leaf", magnitude, sign], ["lin", [(frag, coef)]], ["log", [(frag, exp)]]."""
+    ["leaf", magnitude, sign], ["lin", [(frag, coef)]], ["log", [(frag, exp)]].
+    Fragments that are factors of a divisor are appended to divisors: flattening
+    a / (b / c) into a * b^-1 * c would otherwise hide a division by c."""
     kind = node[0]
     if kind == "num":
         v = node[1]
         return (["leaf", -v, 1], -1) if v < 0 else (["leaf", v, 1], 1)
     if kind == "add":
         terms: list = []
-        _linear_terms(node, 1, terms)
+        _linear_terms(node, 1, terms, divisors)
         if len(terms) == 1 and abs(terms[0][1]) == 1:
             return terms[0][0], terms[0][1]
         return ["lin", terms], 1
     terms = []
-    sign = _log_terms(node, 1, terms)
+    sign = _log_terms(node, 1, terms, divisors, False)
     if not terms:  # a product of -1 factors only
         return ["leaf", Fraction(1), 1], sign
     if len(terms) == 1 and terms[0][1] == 1:
@@ -59,30 +63,35 @@ def _canon(node: tuple) -> tuple[list, int]:
     return ["log", terms], sign
 
 
-def _linear_terms(node: tuple, coef: int, out: list) -> None:
+def _linear_terms(node: tuple, coef: int, out: list, divisors: list) -> None:
     if node[0] == "add":
         for child, c in node[1]:
-            _linear_terms(child, coef * c, out)
+            _linear_terms(child, coef * c, out, divisors)
         return
-    frag, sign = _canon(node)
+    frag, sign = _canon(node, divisors)
     if frag[0] == "lin":
         out.extend((f, coef * sign * c) for f, c in frag[1])
     else:
         out.append((frag, coef * sign))
 
 
-def _log_terms(node: tuple, exp: int, out: list) -> int:
+def _log_terms(node: tuple, exp: int, out: list, divisors: list, in_divisor: bool) -> int:
     """Append (frag, exponent) terms of a product to out; return the product's sign."""
+    in_divisor = in_divisor or exp < 0
     if node[0] == "mul":
         sign = 1
         for child, e in node[1]:
-            sign *= _log_terms(child, exp * e, out)
+            sign *= _log_terms(child, exp * e, out, divisors, in_divisor)
         return sign
-    frag, sign = _canon(node)
+    frag, sign = _canon(node, divisors)
     if frag[0] == "log":
         out.extend((f, exp * e) for f, e in frag[1])
+        if in_divisor:
+            divisors.extend(f for f, _ in frag[1])
     elif not (frag[0] == "leaf" and frag[1] == 1 and sign == -1):  # -1 is a sign, not a value
         out.append((frag, exp))
+        if in_divisor:
+            divisors.append(frag)
     return sign if exp % 2 else 1
 
 
@@ -92,33 +101,38 @@ def _absorb_sign(frag: list) -> bool:
         if e % 2 and f[0] == "leaf":
             f[2] = -f[2]
             return True
-    for i, (f, e) in enumerate(frag[1]):
+    for f, e in frag[1]:
         if e % 2 and f[0] == "lin":
-            frag[1][i] = (["lin", [(g, -c) for g, c in f[1]]], e)
+            f[1][:] = [(g, -c) for g, c in f[1]]  # in place: divisors refer to f
             return True
     return False
 
 
 def build_plan(tree: tuple) -> DAGPlan:
     """Canonical DAG plan of an expression tree (see the module docstring)."""
-    root, sign = _canon(tree)
+    divisors: list = []
+    root, sign = _canon(tree, divisors)
     values: list[tuple[Fraction, int]] = []
     steps: list = []
+    refs: dict[int, tuple[str, int]] = {}  # id(fragment) -> its node
 
     def emit(frag: list) -> tuple[str, int]:
         if frag[0] == "leaf":
             values.append((frag[1], frag[2]))
-            return ("v", len(values) - 1)
-        operands = [(emit(f), c) for f, c in frag[1]]
-        steps.append((frag[0] == "lin", operands))
-        return ("s", len(steps) - 1)
+            ref = ("v", len(values) - 1)
+        else:
+            operands = [(emit(f), c) for f, c in frag[1]]
+            steps.append((frag[0] == "lin", operands))
+            ref = ("s", len(steps) - 1)
+        refs[id(frag)] = ref
+        return ref
 
     if sign == -1 and root[0] == "leaf":
         root[2] = -root[2]
     elif sign == -1 and not _absorb_sign(root):
         root = ["lin", [(root, -1)]]
     emit(root)
-    return DAGPlan(values, steps)
+    return DAGPlan(values, steps, [refs[id(f)] for f in divisors])
 
 
 def plan_size(plan: DAGPlan) -> int:
@@ -126,17 +140,25 @@ def plan_size(plan: DAGPlan) -> int:
     return max(len(plan.values), len(plan.steps), 1)
 
 
-def plan_arrays(plan: DAGPlan, dag_depth: int, where: str = "expression"):
+def _check_range(n: int, d: int, where, what: str) -> None:
+    if n and not (abs(n) <= MAX_NODE_VALUE * d and abs(n) * MAX_NODE_VALUE >= d):
+        about = f"about 1e{len(str(abs(n))) - len(str(d))}"  # n / d may overflow a float
+        raise ValueError(f"{where}: {what} ({about}) is outside the supported range: "
+                         f"|value| must be 0 or within [1e-100, 1e100]")
+
+
+def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression"):
     """Fixed-size float64 arrays of a plan plus the exact result.
 
     Returns V_mag (2D,), V_sign (2D,), O (D, 2D), G (D,), value (Fraction) where D is
     dag_depth. Intermediate entries of V_mag/V_sign hold the exact step results (the
-    executor recomputes them; they are targets for inspection and losses)."""
+    executor recomputes them; they are targets for inspection and losses). `where`
+    names the expression in error messages (formatted only when one is raised)."""
     D = dag_depth
     n_values, n_steps = len(plan.values), len(plan.steps)
     if n_values > D or n_steps > D:
         raise ValueError(
-            f"{where} needs dag_depth >= {plan_size(plan)} ({n_values} values, "
+            f"{where}: needs dag_depth >= {plan_size(plan)} ({n_values} values, "
             f"{n_steps} operations) but dag_depth is {D}")
     V_mag = np.zeros(2 * D)
     V_sign = np.ones(2 * D)
@@ -147,6 +169,7 @@ def plan_arrays(plan: DAGPlan, dag_depth: int, where: str = "expression"):
     num, den = [0] * (2 * D), [1] * (2 * D)
     for i, (mag, sign) in enumerate(plan.values):
         num[i], den[i] = sign * mag.numerator, mag.denominator
+        _check_range(num[i], den[i], where, "literal")
     for k, (linear, operands) in enumerate(plan.steps):
         G[k] = 1.0 if linear else 0.0
         n, d = (0, 1) if linear else (1, 1)
@@ -158,13 +181,15 @@ def plan_arrays(plan: DAGPlan, dag_depth: int, where: str = "expression"):
             elif c >= 0:
                 n, d = n * num[col] ** c, d * den[col] ** c
             elif num[col] == 0:
-                raise ValueError(f"division by zero in {where} (DAG step {k})")
+                raise ValueError(f"{where}: division by zero (DAG step {k})")
             else:  # x ** -c: swap numerator and denominator, keeping d > 0
                 flip = -1 if num[col] < 0 and c % 2 else 1
                 n, d = n * flip * den[col] ** -c, d * abs(num[col]) ** -c
-        if abs(n) > MAX_NODE_VALUE * d:
-            raise ValueError(f"{where} has an intermediate value beyond 1e100 (DAG step {k})")
+        _check_range(n, d, where, f"the value of DAG step {k}")
         num[D + k], den[D + k] = n, d
+    for kind, j in plan.divisors:
+        if num[j if kind == "v" else D + j] == 0:
+            raise ValueError(f"{where}: division by zero (a divisor's factor, node {kind}{j}, is 0)")
     last = D + n_steps - 1 if n_steps else 0
     for k in range(n_steps, D):  # pad: each unused step copies the node before it
         O[k, last] = 1.0
