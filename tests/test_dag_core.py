@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sympy
 import torch
-from sympy import Add, Integer, Mul, Pow, Rational
+from sympy import Add, Float, Integer, Mul, Pow, Rational
 from sympy.parsing.sympy_parser import rationalize, standard_transformations
 
 from data.dagset.conversion import (exact_value, expression_dag_depth, expression_plan,
@@ -361,8 +361,13 @@ def test_nary_sub_div():
     assert Neg(a).doit() == Rational(-7, 2)
     # unevaluated until doit, and printed in text order
     assert Sub(Integer(10), Integer(3), Integer(2)).args == (10, 3, 2)
-    assert str(Sub(Integer(10), Integer(3), Integer(2))) == "(10 - 3 - 2)"
-    assert str(Div(Integer(60), Integer(3), Integer(4))) == "(60 / 3 / 4)"
+    assert str(Sub(Integer(10), Integer(3), Integer(2))) == "10 - 3 - 2"
+    assert str(Div(Integer(60), Integer(3), Integer(4))) == "60 / 3 / 4"
+    # parentheses exactly where precedence needs them
+    assert str(Sub(Integer(1), Sub(Integer(2), Integer(3)))) == "1 - (2 - 3)"
+    assert str(Div(Integer(1), Mul(Integer(2), Integer(3), evaluate=False))) == "1 / (2*3)"
+    assert str(Pow(Neg(Float("2.5")), 2, evaluate=False)) == "(-2.5)**2"
+    assert str(Neg(Sub(Integer(1), Integer(2)))) == "-(1 - 2)"
 
 
 def _walk(expr):
@@ -412,15 +417,15 @@ def test_tensor_to_expression_reads_small_dags():
     e = tensor_to_expression(*expression_to_tensors("2.5 * 3.0 + 1.0", 3))
     assert isinstance(e, Add) and str(e) == "1 + 2.5*3" and e.doit() == 8.5
     e = tensor_to_expression(*expression_to_tensors("-784.1508 - 18.4 / 2.9", 3))
-    assert isinstance(e, Sub) and str(e) == "(-784.1508 - (18.4 / 2.9))"
+    assert isinstance(e, Sub) and str(e) == "-784.1508 - 18.4 / 2.9"
     assert float(e.doit()) == float(Fraction(-57310933, 72500))
     e = tensor_to_expression(*(t[0, 0] for t in expression_to_tensors("(-1.5)**-3", 2)))
-    assert isinstance(e, Div) and str(e) == "(-1 / 1.5**3)"
+    assert isinstance(e, Div) and str(e) == "(-1) / 1.5**3"
     assert float(e.doit()) == float(Fraction(-8, 27))
     e = tensor_to_expression(*expression_to_tensors("-2**2", 2))
     assert isinstance(e, Neg) and str(e) == "-2**2" and e.doit() == -4
     e = tensor_to_expression(*expression_to_tensors("(1-3)**3*(2-5)**2", 4))
-    assert str(e) == "((1 - 3))**3*((2 - 5))**2" and e.doit() == -72
+    assert str(e) == "(1 - 3)**3*(2 - 5)**2" and e.doit() == -72
 
 
 # -----------------------------------------------------------------------------
@@ -433,6 +438,12 @@ def test_tensor_to_expression_reads_small_dags():
     ("sin(2)", ["unsupported operation", "sin(2)"]),
     ("sqrt(-4)", ["non-integer power", "sqrt(-4)"]),
     ("2**0.5", ["non-integer power", "2**0.5"]),
+    ("__import__('os')", ["cannot parse"]),
+    ("exec(chr(49))", ["unsupported name 'exec'"]),
+    ("1 if 1 else 2", ["unsupported name 'if'"]),
+    ("1 % 2", ["cannot parse"]),
+    ("(1", ["cannot parse"]),
+    ("", ["cannot parse"]),
     ("1/0", ["division by zero"]),
     ("1/(2-2)", ["division by zero", "(2 - 2)"]),
     ("3/(1.5-1.5)", ["division by zero", "(1.5 - 1.5)"]),

@@ -4,6 +4,9 @@
 `tensor_to_expression` turns a DAG (a target or a model's prediction) back into a
 readable SymPy expression with the same value.
 """
+import builtins
+import keyword
+import re
 from fractions import Fraction
 
 import sympy
@@ -14,12 +17,25 @@ from data.dagset.dag_plan import DAGPlan, build_plan, plan_arrays, plan_size
 from data.dagset.normalize import Div, Neg, Sub, normalize_expression, number_value
 
 
+_TEXT = re.compile(r"[0-9A-Za-z.+\-*/() ]+")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_PYTHON_NAMES = set(dir(builtins)) | set(keyword.kwlist)
+
+
 def _to_sympy(expr) -> sympy.Basic:
     if isinstance(expr, str):
+        # parse_expr runs its input as Python: nothing but numbers, operators and names
+        # that SymPy reads as symbols or its own functions (to be rejected by name below)
+        # gets that far
+        if not _TEXT.fullmatch(expr):
+            raise ValueError(f"cannot parse expression {expr!r}: only numbers, + - * / ** and parentheses")
+        for name in _NAME.findall(expr):
+            if name in _PYTHON_NAMES or name.startswith("_"):
+                raise ValueError(f"cannot parse expression {expr!r}: unsupported name '{name}'")
         try:
             return sympy.parse_expr(expr, evaluate=False)
-        except (SyntaxError, TypeError, ValueError, sympy.SympifyError) as e:
-            raise ValueError(f"cannot parse expression {expr!r}: {e}") from None
+        except Exception as e:  # SymPy's tokenizer and evaluator raise many kinds
+            raise ValueError(f"cannot parse expression {expr!r}: {type(e).__name__}: {e}") from None
     if not isinstance(expr, sympy.Basic):
         raise ValueError(f"expected a SymPy expression or text, got {type(expr).__name__}")
     return expr

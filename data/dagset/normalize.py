@@ -9,12 +9,14 @@ from fractions import Fraction
 
 import sympy
 from sympy import Add, Integer, Mul, Pow
+from sympy.printing.precedence import PRECEDENCE
 
 
 class _CustomOp(sympy.Function):
     """An unevaluated n-ary operation that SymPy leaves alone until `doit()`."""
 
     symbol = ""
+    precedence = PRECEDENCE["Add"]  # read by SymPy's printer when it parenthesizes
 
     @classmethod
     def eval(cls, *args):
@@ -25,7 +27,10 @@ class _CustomOp(sympy.Function):
         return -1  # sympy.Function would otherwise evaluate Float arguments at once
 
     def _sympystr(self, printer) -> str:
-        return "(" + f" {self.symbol} ".join(printer._print(a) for a in self.args) + ")"
+        first, *rest = self.args
+        # a - (b - c) and a / (b * c) keep their parentheses; (a - b) - c needs none
+        return f" {self.symbol} ".join([printer.parenthesize(first, self.precedence, strict=True)]
+                                       + [printer.parenthesize(a, self.precedence) for a in rest])
 
     def _eval_evalf(self, prec):
         return self.doit().evalf(prec)
@@ -35,7 +40,6 @@ class Sub(_CustomOp):
     """Sub(a, b, c) = a - b - c."""
 
     symbol = "-"
-    nargs = None
 
     def doit(self, **hints):
         first, *rest = [a.doit(**hints) for a in self.args]
@@ -46,6 +50,7 @@ class Div(_CustomOp):
     """Div(a, b, c) = a / b / c."""
 
     symbol = "/"
+    precedence = PRECEDENCE["Mul"]
 
     def doit(self, **hints):
         first, *rest = [a.doit(**hints) for a in self.args]
@@ -58,7 +63,7 @@ class Neg(_CustomOp):
     nargs = 1
 
     def _sympystr(self, printer) -> str:
-        return "-" + printer._print(self.args[0])
+        return "-" + printer.parenthesize(self.args[0], PRECEDENCE["Mul"], strict=True)
 
     def doit(self, **hints):
         return -self.args[0].doit(**hints)
