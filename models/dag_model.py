@@ -1,14 +1,9 @@
-"""DAG execution and the GPT that predicts DAGs.
+"""The GPT that predicts DAGs.
 
-DAGExecutor runs the fixed-size DAG tensors (V_mag, V_sign, O, G) in float64: nodes
-0..D-1 hold the input values, step k writes node D+k as a linear combination of the
-nodes before it, either of signed values (G=1, for + -) or of log-magnitudes (G=0,
-for * / and integer powers, then exponentiated).
-
-DAGPlanPredictor maps each position's hidden state to such a DAG, and GPT is the
-nanoGPT backbone plus these heads (with dag_depth=0, exactly a plain nanoGPT GPT).
+DAGPlanPredictor maps each position's hidden state to the fixed-size DAG tensors
+(V_mag, V_sign, O, G) that DAGExecutor (models/dag_executor.py) runs in float64, and GPT
+is the nanoGPT backbone plus these heads (with dag_depth=0, exactly a plain nanoGPT GPT).
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,80 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
-
-# Node values are kept within +-1e150 and the log domain's exponent below log(1e150):
-# well beyond the 1e100 that the converter accepts, so exact DAGs are never clamped,
-# while any finite input still gives finite values and gradients.
-MAX_VALUE = 1e150
-LOG_LIMIT = math.log(MAX_VALUE)
-# log|x| used for x == 0 and for |x| < TINY, below the converter's range: exp(c * ZERO_LOG)
-# underflows to exactly 0 for any coefficient c >= 0.01 even beside factors up to
-# e^LOG_LIMIT, so a zero factor zeroes a product; and 1/|x| <= 1e100 keeps log's
-# gradient finite.
-ZERO_LOG = -1e5
-TINY = 1e-100
-
-
-def _safe_log(mag: torch.Tensor) -> torch.Tensor:
-    # the inner where keeps log's gradient finite at zero; the outer one picks the value
-    positive = mag > TINY
-    return torch.where(positive, torch.log(torch.where(positive, mag, 1.0)), ZERO_LOG)
-
-
-class DAGExecutor(nn.Module):
-    """Differentiable float64 executor of DAG tensors of depth D.
-
-    forward(V_mag (B, T, 2D), V_sign (B, T, 2D), O (B, T, D, 2D), G (B, T, D)) -> (B, T)
-    the value of the last node. Only the first D entries of V_mag/V_sign are read.
-    Step k reads O[..., k, :D+k] (the causal mask: nodes not yet computed are never
-    read). In the log domain the sign is cos(pi * sum_j O_kj * n_j) with n_j = (1 -
-    sign_j) / 2: exactly (-1)^(number of negative factors, with multiplicity) for
-    integer coefficients and +-1 signs, and smooth in between.
-    """
-
-    def __init__(self, dag_depth: int):
-        super().__init__()
-        if dag_depth < 1:
-            raise ValueError(f"dag_depth must be >= 1, got {dag_depth}")
-        self.dag_depth = dag_depth
-
-    def forward(self, V_mag: torch.Tensor, V_sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        D = self.dag_depth
-        lead = G.shape[:-1]
-        if (V_mag.shape != (*lead, 2 * D) or V_sign.shape != (*lead, 2 * D)
-                or O.shape != (*lead, D, 2 * D) or G.shape != (*lead, D)):
-            raise ValueError(
-                f"DAG tensors do not match dag_depth={D}: V_mag {tuple(V_mag.shape)}, V_sign "
-                f"{tuple(V_sign.shape)}, O {tuple(O.shape)}, G {tuple(G.shape)}; expected (..., {2 * D}), "
-                f"(..., {2 * D}), (..., {D}, {2 * D}), (..., {D}) with the same leading dims")
-        V_mag, V_sign, O, G = (t.to(torch.float64) for t in (V_mag, V_sign, O, G))
-        # node and step dims first, so that each (B, T) slice below is contiguous
-        mag = V_mag[..., :D].movedim(-1, 0).abs().clamp(max=MAX_VALUE)  # (D, B, T)
-        sign = V_sign[..., :D].movedim(-1, 0)
-        O = O.movedim((-2, -1), (0, 1)).contiguous()  # (D, 2D, B, T)
-        gates = G.movedim(-1, 0).unbind(0)  # D x (B, T)
-        # per node, as (B, T) tensors: signed value, log-magnitude, "is negative"
-        values, logs, negs = list(sign * mag), list(_safe_log(mag)), list((1 - sign) / 2)
-        # unbind, never index: each indexed slice's backward fills a zero buffer as large
-        # as the whole tensor, while unbind's backward is a single stack
-        for k, row in enumerate(O.unbind(0)):
-            coef = row.unbind(0)  # 2D x (B, T)
-            linear, log_sum, neg_sum = coef[0] * values[0], coef[0] * logs[0], coef[0] * negs[0]
-            for j in range(1, D + k):  # causal: only nodes that already exist
-                linear = torch.addcmul(linear, coef[j], values[j])
-                log_sum = torch.addcmul(log_sum, coef[j], logs[j])
-                neg_sum = torch.addcmul(neg_sum, coef[j], negs[j])
-            log_sum = log_sum.clamp(max=LOG_LIMIT)
-            product = torch.cos(math.pi * neg_sum) * torch.exp(log_sum)
-            gate = gates[k]
-            value = (gate * linear + (1 - gate) * product).clamp(-MAX_VALUE, MAX_VALUE)  # (B, T)
-            values.append(value)
-            # a pure log step keeps its log-magnitude: no exp/log round trip, whose
-            # gradient 1/|value| overflows for tiny values
-            logs.append(torch.where(gate == 0, log_sum, _safe_log(value.abs())))
-            negs.append((value < 0).to(value.dtype))
-        return value
-
+from models.dag_executor import DAGExecutor
 
 @dataclass
 class GPTConfig:

@@ -21,7 +21,7 @@ from data.dagset.conversion import (exact_value, expression_dag_depth, expressio
                                     expression_to_tensors, tensor_to_expression)
 from data.dagset.generate_expression import generate_expression
 from data.dagset.normalize import Div, Neg, Sub, normalize_expression
-from models.dag_model import DAGExecutor
+from models.dag_executor import DAGExecutor
 
 REL_TOL = 1e-9
 ABS_TOL_AT_ZERO = 1e-12

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from data.dagset.conversion import expression_dag_depth, expression_to_tensors
-from models.dag_model import MAX_VALUE, DAGExecutor
+from models.dag_executor import MAX_VALUE, DAGExecutor
 
 F64 = torch.float64
 

@@ -1,0 +1,182 @@
+"""The differentiable float64 DAG executor.
+
+Nodes 0..D-1 hold the input values; step k writes node D+k as a combination of the
+nodes before it (the causal mask: it never reads a node not yet computed):
+
+    linear = sum_j O[k, j] * v_j                    signed values   (G=1: + -)
+    log    = sum_j O[k, j] * log|v_j|               log-magnitudes  (G=0: * / **)
+    neg    = sum_j O[k, j] * n_j,  n_j = (1 - sign_j) / 2
+    v      = G * linear + (1 - G) * cos(pi * neg) * exp(log)
+
+cos(pi * neg) is exactly (-1)^(number of negative factors, with multiplicity) for
+integer coefficients and +-1 signs, so (-2)**2 is positive, and it is smooth between.
+
+The forward and backward passes are written out by hand over whole (nodes, B*T)
+slabs: autograd over the same formula records ~10 tiny ops per coefficient and runs
+2x slower on CPU. tests/test_executor.py checks the gradients with gradcheck.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+# Node values are kept within +-1e150 and the log domain's exponent below log(1e150):
+# well beyond the 1e100 that the converter accepts, so exact DAGs are never clamped,
+# while any finite input still gives finite values and gradients.
+MAX_VALUE = 1e150
+LOG_LIMIT = math.log(MAX_VALUE)
+# log|x| used for x == 0 and for |x| < TINY, below the converter's range: exp(c * ZERO_LOG)
+# underflows to exactly 0 for any coefficient c >= 0.01 even beside factors up to
+# e^LOG_LIMIT, so a zero factor zeroes a product; and 1/|x| <= 1e100 keeps log's
+# gradient finite.
+ZERO_LOG = -1e5
+TINY = 1e-100
+
+
+def _safe_log(mag: torch.Tensor) -> torch.Tensor:
+    return torch.where(mag > TINY, torch.log(mag.clamp(min=TINY)), ZERO_LOG)
+
+
+def _run(mag: torch.Tensor, sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor, partials: torch.Tensor | None):
+    """Execute all steps: mag, sign (D, N), O (D, 2D, N), G (D, N) -> X (3, 2D, N), the
+    signed value, log-magnitude and is-negative rows of every node. If partials (D, 6, N)
+    is given, fill it with what backward needs per step: the derivatives of the value by
+    the linear, log and neg sums and by the gate, of the log row by the value, and of the
+    log row by the log sum (a pure log step's log row is its log sum)."""
+    D, N = G.shape
+    X = mag.new_empty(3, 2 * D, N)  # every row is written below
+    torch.mul(sign, mag, out=X[0, :D])
+    X[1, :D] = _safe_log(mag)
+    X[2, :D] = (1 - sign) / 2
+    # in-place accumulation: temporaries of this size would each be a fresh mmap, and
+    # their page faults cost more than the arithmetic
+    sums = mag.new_empty(3, N)
+    for k in range(D):
+        n = D + k
+        # node by node, in a fixed order, so a position's result does not depend on the
+        # batch it is in (a vectorized sum may reassociate)
+        torch.mul(O[k, 0], X[:, 0], out=sums)  # (3, N)
+        for j in range(1, n):
+            sums.addcmul_(O[k, j], X[:, j])
+        linear, log_sum, neg_sum = sums
+        g = G[k]
+        log_c = log_sum.clamp(max=LOG_LIMIT)
+        magnitude = torch.exp(log_c)
+        angle = math.pi * neg_sum
+        product = torch.cos(angle) * magnitude
+        # not product + g * (linear - product): with g = 1 that loses linear's low bits
+        raw = torch.addcmul(g * linear, 1 - g, product)
+        value = raw.clamp(-MAX_VALUE, MAX_VALUE)
+        pure_log = g == 0
+        abs_value = value.abs()
+        X[0, n] = value
+        # a pure log step keeps its exact log-magnitude: no exp/log round trip
+        X[1, n] = torch.where(pure_log, log_c, _safe_log(abs_value))
+        X[2, n] = value < 0
+        if partials is not None:
+            d_value, d_log_row = partials[k, :4], partials[k, 4:]
+            inside = (value == raw).to(raw.dtype)  # clamp passes gradient here only
+            torch.mul(inside, g, out=d_value[0])
+            torch.mul(inside, linear - product, out=d_value[3])
+            d_product = inside - d_value[0]  # inside * (1 - g)
+            log_inside = log_sum <= LOG_LIMIT
+            torch.mul(d_product * product, log_inside, out=d_value[1])
+            torch.mul(d_product * torch.sin(angle), magnitude * -math.pi, out=d_value[2])
+            d_log_row[0] = torch.where(~pure_log & (abs_value > TINY), value.reciprocal(), 0.0)
+            torch.logical_and(pure_log, log_inside, out=d_log_row[1])
+    return X
+
+
+def _positions_last(t: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., *last k dims) -> (*last k dims, N), N = the product of the leading dims:
+    each row the executor reads is then contiguous over the N positions."""
+    return t.reshape(-1, *t.shape[t.dim() - k:]).movedim(0, -1).contiguous()
+
+
+def _prepare(V_mag, V_sign, O, G) -> tuple[torch.Tensor, ...]:
+    D = G.shape[-1]
+    v = _positions_last(V_mag[..., :D], 1)  # (D, N)
+    mag = v.abs().clamp(max=MAX_VALUE)
+    return v, mag, _positions_last(V_sign[..., :D], 1), _positions_last(O, 2), _positions_last(G, 1)
+
+
+class _Execute(torch.autograd.Function):
+    """Float64 (V_mag (..., 2D), V_sign (..., 2D), O (..., D, 2D), G (..., D)) -> the
+    value of the last node (...). Layout changes happen in here, outside autograd's
+    graph: recorded, they cost as much as the execution itself."""
+
+    @staticmethod
+    def forward(ctx, V_mag, V_sign, O, G):
+        v, mag, sign, O_t, G_t = _prepare(V_mag, V_sign, O, G)
+        D, N = G_t.shape
+        partials = mag.new_empty(D, 6, N)
+        X = _run(mag, sign, O_t, G_t, partials)
+        ctx.save_for_backward(v, sign, O_t, G_t, X, partials)
+        ctx.lead = G.shape[:-1]
+        return X[0, -1].reshape(ctx.lead)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        v, sign, O, G, X, partials = ctx.saved_tensors
+        D, N = G.shape
+        dX = X.new_zeros(3, 2 * D, N)  # gradient w.r.t. every node's three rows
+        dX[0, -1] = grad_out.reshape(N)
+        dO = torch.empty_like(O)
+        dG = torch.empty_like(G)
+        for k in reversed(range(D)):
+            n = D + k
+            d_value = torch.addcmul(dX[0, n], dX[1, n], partials[k, 4])
+            d = d_value * partials[k, :3]  # d linear, d log_sum, d neg_sum (3, N)
+            d[1] += dX[1, n] * partials[k, 5]
+            dG[k] = d_value * partials[k, 3]
+            # in place, as in _run: no temporaries of (n, N) or (3, n, N)
+            torch.mul(X[0, :n], d[0], out=dO[k, :n])  # (n, N)
+            dO[k, :n].addcmul_(X[1, :n], d[1]).addcmul_(X[2, :n], d[2])
+            dO[k, n:] = 0.0  # future nodes are never read
+            dX[:, :n].addcmul_(d[:, None], O[k, None, :n])
+        # input nodes: v = sign * mag, L = safe_log(mag), neg = (1 - sign) / 2, and
+        # mag = clamp(|V_mag|, max=MAX_VALUE)
+        mag = v.abs().clamp(max=MAX_VALUE)
+        d_mag = dX[0, :D] * sign + torch.where(mag > TINY, dX[1, :D] / mag.clamp(min=TINY), 0.0)
+        d_mag = d_mag * torch.sign(v) * (v.abs() <= MAX_VALUE)
+        d_sign = dX[0, :D] * mag - dX[2, :D] / 2
+        lead = ctx.lead
+
+        def node_grad(d: torch.Tensor) -> torch.Tensor:  # (D, N) -> (..., 2D), 0 for the unread half
+            out = d.new_zeros(N, 2 * D)
+            out[:, :D] = d.t()
+            return out.reshape(*lead, 2 * D)
+
+        return (node_grad(d_mag), node_grad(d_sign), dO.movedim(-1, 0).reshape(*lead, D, 2 * D),
+                dG.t().reshape(*lead, D))
+
+
+class DAGExecutor(nn.Module):
+    """Differentiable float64 executor of DAG tensors of depth D.
+
+    forward(V_mag (..., 2D), V_sign (..., 2D), O (..., D, 2D), G (..., D)) -> (...) the
+    value of the last node, in float64, on the inputs' device. Only the first D entries
+    of V_mag/V_sign are read; |V_mag| is used and clamped to MAX_VALUE.
+    """
+
+    def __init__(self, dag_depth: int):
+        super().__init__()
+        if dag_depth < 1:
+            raise ValueError(f"dag_depth must be >= 1, got {dag_depth}")
+        self.dag_depth = dag_depth
+
+    def forward(self, V_mag: torch.Tensor, V_sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        D = self.dag_depth
+        lead = G.shape[:-1]
+        if (V_mag.shape != (*lead, 2 * D) or V_sign.shape != (*lead, 2 * D)
+                or O.shape != (*lead, D, 2 * D) or G.shape != (*lead, D)):
+            raise ValueError(
+                f"DAG tensors do not match dag_depth={D}: V_mag {tuple(V_mag.shape)}, V_sign "
+                f"{tuple(V_sign.shape)}, O {tuple(O.shape)}, G {tuple(G.shape)}; expected (..., {2 * D}), "
+                f"(..., {2 * D}), (..., {D}, {2 * D}), (..., {D}) with the same leading dims")
+        inputs = tuple(t.to(torch.float64) for t in (V_mag, V_sign, O, G))
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            return _Execute.apply(*inputs)
+        _, mag, sign, O_t, G_t = _prepare(*inputs)  # no backward to prepare for
+        return _run(mag, sign, O_t, G_t, None)[0, -1].reshape(lead)
