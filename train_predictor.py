@@ -90,7 +90,7 @@ seed = 1337
 # overrides go through a dict of the config keys only, so --torch=1 is an unknown key
 # rather than a type error, and nothing but config can be overwritten
 config = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
-apply_config(config, sys.argv[1:])
+overridden = apply_config(config, sys.argv[1:])
 globals().update(config)
 # -----------------------------------------------------------------------------
 
@@ -138,6 +138,8 @@ ctx = nullcontext() if device_type == "cpu" else torch.autocast(device_type=devi
 # model init
 model_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout", "dag_depth",
               "max_digits", "max_decimal_places", "max_coefficient")
+data_keys = ("batch_size", "gradient_accumulation_steps", "min_expr_depth", "max_expr_depth",
+             "p_unary_minus", "p_parens", "p_power", "seed")
 iter_num, best_val_loss, checkpoint = 0, 1e9, None
 if init_from == "scratch":
     model_args = {k: globals()[k] for k in model_keys} | {"vocab_size": 50304}
@@ -150,6 +152,13 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
         fail(str(e))
     print(f"resuming from {ckpt_path}")
     model_args = checkpoint["model_args"]
+    # the data settings follow the checkpoint too, so the run goes on with the stream it
+    # had, unless the command line or config file sets them again
+    for k in data_keys:
+        if k in overridden and config[k] != checkpoint["config"][k]:
+            print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'][k]!r}")
+        elif k not in overridden:
+            config[k] = globals()[k] = checkpoint["config"][k]
     model = PredictorOnlyModel(GPTConfig(**model_args))
     model.load_state_dict(checkpoint["model"])
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
@@ -190,10 +199,13 @@ if ddp:
 loss_weights = {name: globals()[f"{name}_weight"] for name in LOSS_NAMES}
 
 # data: micro-batch j of this rank is batch j * world_size + rank of the train split
-stream_cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
-                          max_decimal_places=max_decimal_places, min_expr_depth=min_expr_depth,
-                          max_expr_depth=max_expr_depth, p_unary_minus=p_unary_minus,
-                          p_parens=p_parens, p_power=p_power, seed=seed)
+try:
+    stream_cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
+                              max_decimal_places=max_decimal_places, min_expr_depth=min_expr_depth,
+                              max_expr_depth=max_expr_depth, p_unary_minus=p_unary_minus,
+                              p_parens=p_parens, p_power=p_power, seed=seed)
+except ValueError as e:
+    fail(str(e))
 train_stream = DAGStream(stream_cfg, "train", batch_size, start=iter_num * gradient_accumulation_steps,
                          shard=ddp_rank, n_shards=ddp_world_size)
 # the loader draws worker seeds from its own generator, never from the global RNG
