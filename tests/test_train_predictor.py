@@ -89,6 +89,17 @@ def val_losses(stdout: str) -> dict[int, float]:
 # ----------------------------------------------------------------------------- config
 
 
+def test_gpu_config_runs_shrunk_on_cpu(tmp_path):
+    # every key of the GPU config exists and has the right type; only size and device change
+    env = os.environ.copy()
+    env.update(OMP_NUM_THREADS="1")
+    cmd = [sys.executable, SCRIPT, os.path.join(ROOT, "config", "train_predictor_gpu.py"), *TINY,
+           f"--out_dir={tmp_path}", "--device=cpu", "--compile=False", "--max_iters=1", "--eval_interval=1"]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert load(tmp_path / "ckpt_00000001.pt")["config"]["max_iters"] == 1
+
+
 def test_unknown_key_exits_2_with_one_line():
     result = train("--nope=1", ok=False)
     assert result.returncode == 2
