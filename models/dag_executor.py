@@ -48,11 +48,10 @@ def _run(mag: torch.Tensor, sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor
     torch.mul(sign, mag, out=X[0, :D])
     X[1, :D] = _safe_log(mag)
     X[2, :D] = (1 - sign) / 2
-    # per step: the linear, log and neg sums, exp(log sum), the log-domain product and
-    # the value before clamping. Written in place: temporaries of this size would each
-    # be a fresh mmap, whose page faults cost more than the arithmetic
+    # the linear, log and neg sums of each step, accumulated in place: temporaries of
+    # this size would each be a fresh mmap, whose page faults cost more than the arithmetic
     sums = mag.new_empty(D, 3, N)
-    magnitude, product, raw = mag.new_empty(3, D, N)
+    partials = mag.new_empty(D, 6, N) if with_partials else None
     for k in range(D):
         n = D + k
         # node by node, in a fixed order, so a position's result does not depend on the
@@ -63,30 +62,29 @@ def _run(mag: torch.Tensor, sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor
         linear, log_sum, neg_sum = sums[k]
         g = G[k]
         log_c = log_sum.clamp(max=LOG_LIMIT)
-        torch.exp(log_c, out=magnitude[k])
-        torch.mul(torch.cos(math.pi * neg_sum), magnitude[k], out=product[k])
+        magnitude = torch.exp(log_c)
+        product = torch.cos(math.pi * neg_sum) * magnitude
         # not product + g * (linear - product): with g = 1 that loses linear's low bits
-        torch.addcmul(g * linear, 1 - g, product[k], out=raw[k])
-        value = torch.clamp(raw[k], -MAX_VALUE, MAX_VALUE, out=X[0, n])
+        raw = torch.addcmul(g * linear, 1 - g, product)
+        value = torch.clamp(raw, -MAX_VALUE, MAX_VALUE, out=X[0, n])
+        pure_log = g == 0
+        abs_value = value.abs()
         # a pure log step keeps its exact log-magnitude: no exp/log round trip
-        X[1, n] = torch.where(g == 0, log_c, _safe_log(value.abs()))
+        X[1, n] = torch.where(pure_log, log_c, _safe_log(abs_value))
         X[2, n] = value < 0
-    if not with_partials:
-        return X, None
-    # the partials of all steps at once: nothing here feeds a later step
-    linear, log_sum, neg_sum = sums.unbind(1)  # (D, N) each
-    value = X[0, D:]
-    partials = mag.new_empty(D, 6, N)
-    inside = (value == raw).to(raw.dtype)  # clamp passes gradient here only
-    torch.mul(inside, G, out=partials[:, 0])
-    d_product = inside - partials[:, 0]  # inside * (1 - g)
-    log_inside = log_sum <= LOG_LIMIT
-    torch.mul(d_product * product, log_inside, out=partials[:, 1])
-    torch.mul(d_product * torch.sin(math.pi * neg_sum), magnitude * -math.pi, out=partials[:, 2])
-    torch.mul(inside, linear - product, out=partials[:, 3])
-    pure_log = G == 0
-    partials[:, 4] = torch.where(~pure_log & (value.abs() > TINY), value.reciprocal(), 0.0)
-    torch.logical_and(pure_log, log_inside, out=partials[:, 5])
+        if with_partials:
+            # per step rather than for all steps at once: (B*T,) temporaries stay small
+            # enough for malloc's heap, where (D, B*T) ones would each be a fresh mmap
+            p = partials[k]
+            inside = (value == raw).to(raw.dtype)  # clamp passes gradient here only
+            torch.mul(inside, g, out=p[0])
+            d_product = inside - p[0]  # inside * (1 - g)
+            log_inside = log_sum <= LOG_LIMIT
+            torch.mul(d_product * product, log_inside, out=p[1])
+            torch.mul(d_product * torch.sin(math.pi * neg_sum), magnitude * -math.pi, out=p[2])
+            torch.mul(inside, linear - product, out=p[3])
+            p[4] = torch.where(~pure_log & (abs_value > TINY), value.reciprocal(), 0.0)
+            torch.logical_and(pure_log, log_inside, out=p[5])
     return X, partials
 
 
