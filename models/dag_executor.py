@@ -31,61 +31,67 @@ LOG_LIMIT = math.log(MAX_VALUE)
 # gradient finite.
 ZERO_LOG = -1e5
 TINY = 1e-100
+_ZERO_LOG = torch.tensor(ZERO_LOG, dtype=torch.float64)  # torch.where(..., out=) takes tensors only
+_ZERO = torch.tensor(0.0, dtype=torch.float64)
 
 
-def _safe_log(mag: torch.Tensor) -> torch.Tensor:
-    return torch.where(mag > TINY, torch.log(mag.clamp(min=TINY)), ZERO_LOG)
+def _safe_log(mag: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.where(mag > TINY, torch.log(mag.clamp(min=TINY)), _ZERO_LOG.to(mag.device), out=out)
 
 
-def _run(mag: torch.Tensor, sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor, with_partials: bool):
+def _run(mag: torch.Tensor, sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor):
     """Execute all steps: mag, sign (D, N), O (D, 2D, N), G (D, N) -> X (3, 2D, N), the
-    signed value, log-magnitude and is-negative rows of every node, and, if asked for,
-    what backward needs per step (D, 6, N): the derivatives of the value by the linear,
-    log and neg sums and by the gate, of the log row by the value, and of the log row by
-    the log sum (a pure log step's log row is its log sum)."""
+    signed value, log-magnitude and is-negative rows of every node, and for backward the
+    linear, log and neg sums of every step (D, 3, N) and its value before clamping (D, N)."""
     D, N = G.shape
     X = mag.new_empty(3, 2 * D, N)  # every row is written below
     torch.mul(sign, mag, out=X[0, :D])
-    X[1, :D] = _safe_log(mag)
-    X[2, :D] = (1 - sign) / 2
-    # the linear, log and neg sums of each step, accumulated in place: temporaries of
-    # this size would each be a fresh mmap, whose page faults cost more than the arithmetic
+    _safe_log(mag, out=X[1, :D])
+    torch.mul(1 - sign, 0.5, out=X[2, :D])
     sums = mag.new_empty(D, 3, N)
-    partials = mag.new_empty(D, 6, N) if with_partials else None
+    raw = mag.new_empty(D, N)
     for k in range(D):
         n = D + k
-        # node by node, in a fixed order, so a position's result does not depend on the
-        # batch it is in (a vectorized sum may reassociate)
+        # node by node, in place and in a fixed order, so a position's result does not
+        # depend on the batch it is in (a vectorized sum may reassociate)
         torch.mul(O[k, 0], X[:, 0], out=sums[k])  # (3, N)
         for j in range(1, n):
             sums[k].addcmul_(O[k, j], X[:, j])
         linear, log_sum, neg_sum = sums[k]
         g = G[k]
         log_c = log_sum.clamp(max=LOG_LIMIT)
-        magnitude = torch.exp(log_c)
-        product = torch.cos(math.pi * neg_sum) * magnitude
+        product = torch.cos(math.pi * neg_sum) * torch.exp(log_c)
         # not product + g * (linear - product): with g = 1 that loses linear's low bits
-        raw = torch.addcmul(g * linear, 1 - g, product)
-        value = torch.clamp(raw, -MAX_VALUE, MAX_VALUE, out=X[0, n])
-        pure_log = g == 0
-        abs_value = value.abs()
+        torch.addcmul(g * linear, 1 - g, product, out=raw[k])
+        value = torch.clamp(raw[k], -MAX_VALUE, MAX_VALUE, out=X[0, n])
         # a pure log step keeps its exact log-magnitude: no exp/log round trip
-        X[1, n] = torch.where(pure_log, log_c, _safe_log(abs_value))
-        X[2, n] = value < 0
-        if with_partials:
-            # per step rather than for all steps at once: (B*T,) temporaries stay small
-            # enough for malloc's heap, where (D, B*T) ones would each be a fresh mmap
-            p = partials[k]
-            inside = (value == raw).to(raw.dtype)  # clamp passes gradient here only
-            torch.mul(inside, g, out=p[0])
-            d_product = inside - p[0]  # inside * (1 - g)
-            log_inside = log_sum <= LOG_LIMIT
-            torch.mul(d_product * product, log_inside, out=p[1])
-            torch.mul(d_product * torch.sin(math.pi * neg_sum), magnitude * -math.pi, out=p[2])
-            torch.mul(inside, linear - product, out=p[3])
-            p[4] = torch.where(~pure_log & (abs_value > TINY), value.reciprocal(), 0.0)
-            torch.logical_and(pure_log, log_inside, out=p[5])
-    return X, partials
+        torch.where(g == 0, log_c, _safe_log(value.abs()), out=X[1, n])
+        torch.lt(value, 0, out=X[2, n])
+    return X, sums, raw
+
+
+def _partials(X: torch.Tensor, sums: torch.Tensor, raw: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """What backward needs of every step at once (D, 6, N): the derivatives of the value by
+    the linear, log and neg sums and by the gate, of the log row by the value, and of the
+    log row by the log sum (a pure log step's log row is its log sum)."""
+    D, N = G.shape
+    linear, log_sum, neg_sum = sums.unbind(1)  # (D, N) each
+    value = X[0, D:]
+    magnitude = torch.exp(log_sum.clamp(max=LOG_LIMIT))
+    angle = math.pi * neg_sum
+    product = torch.cos(angle) * magnitude
+    inside = torch.eq(value, raw, out=torch.empty_like(raw))  # clamp passes gradient here only
+    log_inside = log_sum <= LOG_LIMIT
+    pure_log = G == 0
+    p = raw.new_empty(D, 6, N)
+    torch.mul(inside, G, out=p[:, 0])
+    d_value_d_product = inside - p[:, 0]  # inside * (1 - G)
+    torch.mul(d_value_d_product * product, log_inside, out=p[:, 1])
+    torch.mul(d_value_d_product * torch.sin(angle), magnitude * -math.pi, out=p[:, 2])
+    torch.mul(inside, linear - product, out=p[:, 3])
+    torch.where(~pure_log & (value.abs() > TINY), value.reciprocal(), _ZERO.to(raw.device), out=p[:, 4])
+    torch.logical_and(pure_log, log_inside, out=p[:, 5])
+    return p
 
 
 def _positions_last(t: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,16 +117,17 @@ class _Execute(torch.autograd.Function):
     @staticmethod
     def forward(ctx, V_mag, V_sign, O, G):
         v, mag, sign, O_t, G_t = _prepare(V_mag, V_sign, O, G)
-        X, partials = _run(mag, sign, O_t, G_t, with_partials=True)
-        ctx.save_for_backward(v, sign, O_t, G_t, X, partials)
+        X, sums, raw = _run(mag, sign, O_t, G_t)
+        ctx.save_for_backward(v, sign, O_t, G_t, X, sums, raw)
         ctx.lead = G.shape[:-1]
         return X[0, -1].reshape(ctx.lead)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        v, sign, O, G, X, partials = ctx.saved_tensors
+        v, sign, O, G, X, sums, raw = ctx.saved_tensors
         D, N = G.shape
+        partials = _partials(X, sums, raw, G)  # (D, 6, N)
         dX = X.new_zeros(3, 2 * D, N)  # gradient w.r.t. every node's three rows
         dX[0, -1] = grad_out.reshape(N)
         dO = torch.empty_like(O)
@@ -130,7 +137,7 @@ class _Execute(torch.autograd.Function):
             d_value = torch.addcmul(dX[0, n], dX[1, n], partials[k, 4])
             d = d_value * partials[k, :3]  # d linear, d log_sum, d neg_sum (3, N)
             d[1] += dX[1, n] * partials[k, 5]
-            dG[k] = d_value * partials[k, 3]
+            torch.mul(d_value, partials[k, 3], out=dG[k])
             # in place, as in _run: no temporaries of (n, N) or (3, n, N)
             torch.mul(X[0, :n], d[0], out=dO[k, :n])  # (n, N)
             dO[k, :n].addcmul_(X[1, :n], d[1]).addcmul_(X[2, :n], d[2])
@@ -180,4 +187,4 @@ class DAGExecutor(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return _Execute.apply(*inputs)
         _, mag, sign, O_t, G_t = _prepare(*inputs)  # no backward to prepare for
-        return _run(mag, sign, O_t, G_t, with_partials=False)[0][0, -1].reshape(lead)
+        return _run(mag, sign, O_t, G_t)[0][0, -1].reshape(lead)
