@@ -129,8 +129,8 @@ class ExampleMaker:
             else:
                 target = words[:n] + [")"] * depth[n]
                 try:
-                    V_mag, V_sign, O, G, value = plan_arrays(
-                        build_plan(parse_lexemes(target, text)), D, where=repr(" ".join(target)))
+                    # where= names the whole text: a message is only needed if it fails
+                    V_mag, V_sign, O, G, value = plan_arrays(build_plan(parse_lexemes(target, text)), D, where=text)
                 except ValueError:  # a prefix can divide by zero: "6 / (0" of "6 / (0 + 3)"
                     if end == len(text):
                         raise
