@@ -67,7 +67,7 @@ def data_rate_workers(cfg: StreamConfig, n_workers: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def executor_rate(B: int, T: int, D: int) -> float:
+def executor_rate(B: int, T: int, D: int, backend: str = "auto") -> float:
     """DAGs per second, forward + backward with gradients for all four inputs."""
     g = torch.Generator().manual_seed(0)
 
@@ -77,7 +77,7 @@ def executor_rate(B: int, T: int, D: int) -> float:
 
     inputs = (leaf(B, T, 2 * D, scale=100.0), leaf(B, T, 2 * D, scale=2.0, shift=-1.0),
               leaf(B, T, D, 2 * D, scale=2.0, shift=-1.0), leaf(B, T, D))
-    executor = DAGExecutor(D)
+    executor = DAGExecutor(D, backend=backend)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def step():  # as in training: gradients flow on to the heads, nothing accumulates
@@ -126,6 +126,12 @@ executor_shapes = [(256, 32, 4), (64, 32, 8), (256, 32, 8)]
 for B, T, D in executor_shapes:
     results[f"executor_dags_per_s_B{B}_T{T}_D{D}"] = executor_rate(B, T, D)
 results["executor_dags_per_s"] = results["executor_dags_per_s_B256_T32_D4"]
+# the torch implementation (what CUDA runs) at the main shape, for comparison on the same machine
+results["executor_dags_per_s_torch"] = executor_rate(256, 32, 4, backend="torch")
+threads_used = torch.get_num_threads()
+torch.set_num_threads(1)
+results["executor_dags_per_s_1_thread"] = executor_rate(256, 32, 4)
+torch.set_num_threads(threads_used)
 results["train_iters_per_s"], results["train_data_wait_fraction"] = train_rate()
 
 rows = [
@@ -135,6 +141,8 @@ rows = [
      f"{results[f'data_examples_per_s_all_depth_{dag_depth}']:,.0f} examples/s"),
     *[(f"executor fwd+bwd float64, B={B} T={T} D={D}", f"{results[f'executor_dags_per_s_B{B}_T{T}_D{D}'] / 1e6:.2f} M DAGs/s")
       for B, T, D in executor_shapes],
+    ("executor, torch implementation, B=256 T=32 D=4", f"{results['executor_dags_per_s_torch'] / 1e6:.2f} M DAGs/s"),
+    ("executor, 1 torch thread, B=256 T=32 D=4", f"{results['executor_dags_per_s_1_thread'] / 1e6:.2f} M DAGs/s"),
     (f"train_predictor.py ({train_config}, {device})", f"{results['train_iters_per_s']:.2f} iters/s"),
     ("  time waiting for data", f"{results['train_data_wait_fraction']:.1%}"),
 ]

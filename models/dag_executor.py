@@ -11,11 +11,22 @@ nodes before it (the causal mask: it never reads a node not yet computed):
 cos(pi * neg) is exactly (-1)^(number of negative factors, with multiplicity) for
 integer coefficients and +-1 signs, so (-2)**2 is positive, and it is smooth between.
 
-The forward and backward passes are written out by hand over whole (nodes, B*T)
-slabs: autograd over the same formula records ~10 tiny ops per coefficient and runs
-2x slower on CPU. tests/test_executor.py checks the gradients with gradcheck.
+The forward and backward passes are written out by hand: autograd over the same
+formula records ~10 tiny ops per coefficient. There are two implementations of them.
+On the CPU, dag_executor.c runs a position's whole DAG at a time; it is compiled with
+the system's C compiler on first use and cached. Elsewhere (CUDA), or where no compiler
+works, the torch code below runs over whole (nodes, B*T) slabs. tests/test_executor.py
+checks both, against each other and with gradcheck.
 """
+import ctypes
+import functools
+import hashlib
 import math
+import os
+import shlex
+import subprocess
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -160,6 +171,82 @@ class _Execute(torch.autograd.Function):
                 dG.t().reshape(*lead, D))
 
 
+_KERNEL_SOURCE = Path(__file__).with_suffix(".c")
+# -ffp-contract=off: every product and sum rounded on its own, whatever the compiler and CPU
+_KERNEL_FLAGS = ("-O3", "-shared", "-fPIC", "-fopenmp", "-ffp-contract=off")
+_LIMITS = (MAX_VALUE, LOG_LIMIT, ZERO_LOG, TINY)
+KERNEL_MAX_DEPTH = 64  # MAX_DEPTH in dag_executor.c: its per-position scratch is on the stack
+
+
+@functools.cache
+def load_kernel() -> ctypes.CDLL | None:
+    """The compiled dag_executor.c, built once per source version into
+    $XDG_CACHE_HOME/nanogpt-dag (default ~/.cache/nanogpt-dag) with $CC (default cc);
+    None, with a warning, if it cannot be built."""
+    source = _KERNEL_SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(_KERNEL_FLAGS).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nanogpt-dag"
+    lib = cache / f"dag_executor_{key}.so"
+    if not lib.exists():
+        tmp = lib.with_name(f"{lib.name}.{os.getpid()}.tmp")  # parallel builds (DDP ranks) each rename atomically
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            compiler = shlex.split(os.environ.get("CC", "cc"))
+            build = subprocess.run([*compiler, *_KERNEL_FLAGS, str(_KERNEL_SOURCE), "-o", str(tmp), "-lm"],
+                                   capture_output=True, text=True)
+            if build.returncode != 0:
+                raise OSError(build.stderr.strip().splitlines()[-1] if build.stderr.strip() else "compiler failed")
+            os.replace(tmp, lib)
+        except OSError as e:
+            warnings.warn(f"DAG executor: could not build {_KERNEL_SOURCE.name} ({e}); the CPU runs the slower "
+                          f"torch implementation")
+            return None
+    kernel = ctypes.CDLL(str(lib))
+    ptr, n = ctypes.c_void_p, ctypes.c_long
+    limits = [ctypes.c_double] * 4
+    kernel.dag_forward.argtypes = [n, ctypes.c_int, *[ptr] * 7, ctypes.c_int, *limits]
+    kernel.dag_backward.argtypes = [n, ctypes.c_int, *[ptr] * 11, ctypes.c_int, *limits]
+    return kernel
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _kernel_forward(V_mag, V_sign, O, G, keep: bool):
+    """dag_executor.c's forward over contiguous float64 CPU tensors: the output (...) and,
+    when keep, the per-position node rows and tape that backward reads."""
+    D = G.shape[-1]
+    N = G.numel() // D
+    out = G.new_empty(G.shape[:-1])
+    X = G.new_empty(N, 6 * D) if keep else None
+    tape = G.new_empty(N, 6 * D) if keep else None
+    load_kernel().dag_forward(N, D, *map(_ptr, (V_mag, V_sign, O, G, out, X, tape)), torch.get_num_threads(),
+                              *_LIMITS)
+    return out, X, tape
+
+
+class _KernelExecute(torch.autograd.Function):
+    """_Execute's contract, run by dag_executor.c; inputs contiguous float64 on the CPU."""
+
+    @staticmethod
+    def forward(ctx, V_mag, V_sign, O, G):
+        out, X, tape = _kernel_forward(V_mag, V_sign, O, G, keep=True)
+        ctx.save_for_backward(V_mag, V_sign, O, G, X, tape)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        V_mag, V_sign, O, G, X, tape = ctx.saved_tensors
+        D = G.shape[-1]
+        grads = [torch.empty_like(t) for t in (V_mag, V_sign, O, G)]  # every entry is written
+        grad_out = grad_out.contiguous()  # held here: C reads its memory
+        load_kernel().dag_backward(G.numel() // D, D, *map(_ptr, (V_mag, V_sign, O, G, X, tape, grad_out, *grads)),
+                                   torch.get_num_threads(), *_LIMITS)
+        return tuple(grads)
+
+
 class DAGExecutor(nn.Module):
     """Differentiable float64 executor of DAG tensors of depth D.
 
@@ -168,11 +255,25 @@ class DAGExecutor(nn.Module):
     of V_mag/V_sign are read; |V_mag| is used and clamped to MAX_VALUE.
     """
 
-    def __init__(self, dag_depth: int):
+    def __init__(self, dag_depth: int, backend: str = "auto"):
         super().__init__()
         if dag_depth < 1:
             raise ValueError(f"dag_depth must be >= 1, got {dag_depth}")
+        if backend not in ("auto", "kernel", "torch"):
+            raise ValueError(f"backend must be 'auto', 'kernel' or 'torch', got {backend!r}")
         self.dag_depth = dag_depth
+        # auto: dag_executor.c on the CPU where it builds, else torch; kernel: only the C
+        # kernel (an error on other devices); torch: always the torch implementation
+        self.backend = backend
+
+    def _use_kernel(self, device: torch.device) -> bool:
+        if self.backend == "kernel":
+            if device.type != "cpu" or self.dag_depth > KERNEL_MAX_DEPTH or load_kernel() is None:
+                raise ValueError(f"backend='kernel' needs CPU inputs (got {device}), dag_depth <= "
+                                 f"{KERNEL_MAX_DEPTH} (got {self.dag_depth}) and a C compiler that builds it")
+            return True
+        return (self.backend == "auto" and device.type == "cpu" and self.dag_depth <= KERNEL_MAX_DEPTH
+                and load_kernel() is not None)
 
     def forward(self, V_mag: torch.Tensor, V_sign: torch.Tensor, O: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         D = self.dag_depth
@@ -184,7 +285,11 @@ class DAGExecutor(nn.Module):
                 f"{tuple(V_sign.shape)}, O {tuple(O.shape)}, G {tuple(G.shape)}; expected (..., {2 * D}), "
                 f"(..., {2 * D}), (..., {D}, {2 * D}), (..., {D}) with the same leading dims")
         inputs = tuple(t.to(torch.float64) for t in (V_mag, V_sign, O, G))
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        if self._use_kernel(G.device):
+            inputs = tuple(t.contiguous() for t in inputs)
+            return _KernelExecute.apply(*inputs) if grad else _kernel_forward(*inputs, keep=False)[0]
+        if grad:
             return _Execute.apply(*inputs)
         _, mag, sign, O_t, G_t = _prepare(*inputs)  # no backward to prepare for
         return _run(mag, sign, O_t, G_t)[0][0, -1].reshape(lead)

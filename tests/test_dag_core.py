@@ -71,8 +71,8 @@ def is_exact(got: float, exact: Fraction) -> bool:
     return relative_error(got, exact) <= (ABS_TOL_AT_ZERO if exact == 0 else REL_TOL)
 
 
-def execute(expr, dag_depth: int) -> float:
-    return DAGExecutor(dag_depth)(*expression_to_tensors(expr, dag_depth)).item()
+def execute(expr, dag_depth: int, backend: str = "auto") -> float:
+    return DAGExecutor(dag_depth, backend=backend)(*expression_to_tensors(expr, dag_depth)).item()
 
 
 def arrays(expr, dag_depth: int):
@@ -149,14 +149,17 @@ def test_executor_is_exact_on_generated_expressions():
     worst, worst_text, worst_at_zero, failures = 0.0, None, 0.0, []
     for d, items in sorted(groups.items()):
         V_mag, V_sign, O, G = (torch.cat([t[i] for _, _, t in items]) for i in range(4))
-        out = DAGExecutor(d)(V_mag, V_sign, O, G)
-        assert out.shape == (len(items), 1) and out.dtype == torch.float64
+        kernel = DAGExecutor(d, backend="kernel")(V_mag, V_sign, O, G)
+        torch_out = DAGExecutor(d, backend="torch")(V_mag, V_sign, O, G)
+        assert kernel.shape == (len(items), 1) and kernel.dtype == torch.float64
         target = (V_mag[:, 0, -1] * V_sign[:, 0, -1]).tolist()  # last node: the exact result
-        for (text, exact, _), got, tgt in zip(items, out[:, 0].tolist(), target):
+        for (text, exact, _), got, other, tgt in zip(items, kernel[:, 0].tolist(), torch_out[:, 0].tolist(), target):
             if tgt != float(exact):
                 failures.append((text, d, "target", float(exact), tgt))
+            if not is_exact(other, exact):
+                failures.append((text, d, "torch executor", float(exact), other))
             if not is_exact(got, exact):
-                failures.append((text, d, "executor", float(exact), got))
+                failures.append((text, d, "kernel executor", float(exact), got))
             elif exact == 0:
                 worst_at_zero = max(worst_at_zero, abs(got))
             elif relative_error(got, exact) > worst:
@@ -192,8 +195,9 @@ def test_edge_case_is_exact(text):
     for d in (d_min, d_min + 3):
         V_mag, V_sign, _, _ = arrays(text, d)
         assert V_mag[-1] * V_sign[-1] == float(exact)
-        got = execute(text, d)
-        assert is_exact(got, exact), (text, d, got, float(exact))
+        for backend in ("kernel", "torch"):
+            got = execute(text, d, backend)
+            assert is_exact(got, exact), (text, d, backend, got, float(exact))
 
 
 def test_tensors_of_a_small_expression():
