@@ -155,6 +155,17 @@ def test_batch_layout():
                       "G": (5, 24, 3), "value": (5, 24), "mask": (5, 24), "depth": (5,)}
     assert b["V_mag"].dtype == torch.float64 and b["mask"].dtype == torch.bool
     assert b["mask"].any(-1).all()
+    # each tensor contiguous, and one storage per dtype (one shared-memory segment each
+    # when a DataLoader worker hands the batch over)
+    assert all(v.is_contiguous() for v in b.values())
+    storages = {v.dtype: set() for v in b.values()}
+    for v in b.values():
+        storages[v.dtype].add(v.untyped_storage().data_ptr())
+    assert set(storages) == {torch.int64, torch.float64, torch.bool}
+    assert all(len(ptrs) == 1 for ptrs in storages.values())
+    # and the views do not overlap: every example's own values
+    ex = draw_example(ExampleMaker(cfg), "val", 3)[2]
+    assert all(torch.equal(b[k][3], torch.from_numpy(ex[k])) for k in ex)
 
 
 def test_train_and_val_never_share_an_expression():
