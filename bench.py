@@ -19,12 +19,12 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from configurator import apply_config
+from configurator import apply_config, read_config_file
 from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, make_batch
 from models.dag_executor import DAGExecutor
 
 # -----------------------------------------------------------------------------
-seconds = 4.0  # per data / executor measurement
+seconds = 3.0  # per data / executor measurement
 device = "cpu"
 threads = 0  # torch threads for the executor runs; 0 keeps torch's default
 # data settings: dag_depth 4, 4 integer digits, 4 decimals, block size 32
@@ -35,6 +35,7 @@ max_decimal_places = 4
 data_batch_size = 64
 workers = 2  # DataLoader workers for the multi-process figure
 train_config = "config/train_predictor_config.py"
+gpu_config = "config/train_predictor_gpu.py"  # its data settings are measured too
 train_iters = 50  # training iterations measured, after as many to warm up
 json_out = ""
 # -----------------------------------------------------------------------------
@@ -116,11 +117,15 @@ cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_di
                    max_decimal_places=max_decimal_places, max_expr_depth=dag_depth - 1)
 deep = StreamConfig(dag_depth=dag_depth + 1, block_size=block_size, max_digits=max_digits,
                     max_decimal_places=max_decimal_places, min_expr_depth=dag_depth, max_expr_depth=dag_depth)
+gpu = read_config_file(os.path.join(here, gpu_config))
+gpu_data = StreamConfig(dag_depth=gpu["dag_depth"], block_size=gpu["block_size"], max_digits=gpu["max_digits"],
+                        max_decimal_places=gpu["max_decimal_places"], max_expr_depth=gpu["max_expr_depth"])
 results = {
     "device": torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)",
     "data_examples_per_s": data_rate(cfg),
     f"data_examples_per_s_{workers}_workers": data_rate_workers(cfg, workers),
     f"data_examples_per_s_all_depth_{dag_depth}": data_rate(deep),
+    "data_examples_per_s_gpu_config": data_rate(gpu_data),
 }
 executor_shapes = [(256, 32, 4), (64, 32, 8), (256, 32, 8)]
 for B, T, D in executor_shapes:
@@ -139,6 +144,10 @@ rows = [
     (f"data, {workers} DataLoader workers", f"{results[f'data_examples_per_s_{workers}_workers']:,.0f} examples/s"),
     (f"data, 1 process, all {dag_depth}-operation expressions",
      f"{results[f'data_examples_per_s_all_depth_{dag_depth}']:,.0f} examples/s"),
+    (f"data, 1 process, {gpu_config} (dag_depth {gpu['dag_depth']}, block {gpu['block_size']})",
+     f"{results['data_examples_per_s_gpu_config']:,.0f} examples/s"),
+    (f"  its {gpu['num_workers']} workers feed at most (if they scale)",
+     f"{results['data_examples_per_s_gpu_config'] * gpu['num_workers'] / gpu['batch_size']:.1f} iters/s"),
     *[(f"executor fwd+bwd float64, B={B} T={T} D={D}", f"{results[f'executor_dags_per_s_B{B}_T{T}_D{D}'] / 1e6:.2f} M DAGs/s")
       for B, T, D in executor_shapes],
     ("executor, torch implementation, B=256 T=32 D=4", f"{results['executor_dags_per_s_torch'] / 1e6:.2f} M DAGs/s"),

@@ -47,7 +47,8 @@ def _checked(config: dict, key: str, value, source: str, where: str = ""):
     return value
 
 
-def _read_config_file(path: str) -> dict:
+def read_config_file(path: str) -> dict:
+    """The assignments of a config file, unchecked; exits with status 2 if it fails."""
     if not os.path.isfile(path):
         _fail(f"config file {path!r} not found")
     namespace = {}
@@ -91,7 +92,7 @@ def apply_config(config: dict, argv: list[str]) -> list[str]:
             _fail(f"expected --key=value or a config file path, got {arg!r}")
         else:
             where = f" in config file {arg!r}"
-            for key, value in _read_config_file(arg).items():
+            for key, value in read_config_file(arg).items():
                 overrides[key] = _checked(config, key, value, arg, where)
     for key, value in overrides.items():
         print(f"Overriding: {key} = {value}")
