@@ -167,7 +167,7 @@ class _Execute(torch.autograd.Function):
             out[:, :D] = d.t()
             return out.reshape(*lead, 2 * D)
 
-        return (node_grad(d_mag), node_grad(d_sign), dO.view(-1, N).t().reshape(*lead, D, 2 * D),
+        return (node_grad(d_mag), node_grad(d_sign), dO.view(2 * D * D, N).t().reshape(*lead, D, 2 * D),
                 dG.t().reshape(*lead, D))
 
 

@@ -79,6 +79,15 @@ def test_output_shape_and_dtype(backend):
         assert single.item() == out[b, t].item()
 
 
+def test_empty_batch(backend):
+    D = 3
+    inputs = [t[:0].requires_grad_(True) for t in random_dag(2, 5, D, seed=34)]
+    out = DAGExecutor(D, backend=backend)(*inputs)
+    assert out.shape == (0, 5)
+    grads = torch.autograd.grad(out.sum(), inputs)
+    assert [g.shape for g in grads] == [x.shape for x in inputs]
+
+
 def test_batch_of_converted_expressions(backend):
     texts = ["2.5 * 3.0 + 1.0", "-784.1508 - 18.4 / 2.9", "(1-3)**3*(2-5)**2",
              "1/(2/3)", "0*5+1", "-2**2"]
