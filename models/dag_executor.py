@@ -266,7 +266,8 @@ class DAGExecutor(nn.Module):
         # kernel (an error on other devices); torch: always the torch implementation
         self.backend = backend
 
-    def _use_kernel(self, device: torch.device) -> bool:
+    def uses_kernel(self, device: torch.device) -> bool:
+        """Whether inputs on `device` run on the C kernel (else the torch implementation)."""
         if self.backend == "kernel":
             if device.type != "cpu" or self.dag_depth > KERNEL_MAX_DEPTH or load_kernel() is None:
                 raise ValueError(f"backend='kernel' needs CPU inputs (got {device}), dag_depth <= "
@@ -286,7 +287,7 @@ class DAGExecutor(nn.Module):
                 f"(..., {2 * D}), (..., {D}, {2 * D}), (..., {D}) with the same leading dims")
         inputs = tuple(t.to(torch.float64) for t in (V_mag, V_sign, O, G))
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-        if self._use_kernel(G.device):
+        if self.uses_kernel(G.device):
             inputs = tuple(t.contiguous() for t in inputs)
             return _KernelExecute.apply(*inputs) if grad else _kernel_forward(*inputs, keep=False)[0]
         if grad:

@@ -353,8 +353,8 @@ def test_backend_choice():
         DAGExecutor(2, backend="numpy")
     auto = DAGExecutor(2)(*x)
     assert torch.equal(auto, DAGExecutor(2, backend="kernel")(*x))
-    assert DAGExecutor(2)._use_kernel(torch.device("cpu"))
-    assert not DAGExecutor(2, backend="torch")._use_kernel(torch.device("cpu"))
+    assert DAGExecutor(2).uses_kernel(torch.device("cpu"))
+    assert not DAGExecutor(2, backend="torch").uses_kernel(torch.device("cpu"))
     # beyond the kernel's depth, auto runs torch and kernel refuses
     D = KERNEL_MAX_DEPTH + 1
     V_mag, V_sign, O, G = dag(D, [1.5, 2.0], [1, -1], [[1, 1]], [1] * D)

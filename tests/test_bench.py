@@ -1,0 +1,30 @@
+"""bench.py runs end to end and writes the JSON keys the performance issue names (the
+figures themselves are not asserted: they depend on the machine)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bench_writes_its_json(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, os.path.join(ROOT, "bench.py"), "--seconds=0.05", "--train_iters=2", f"--json_out={out}"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    for key in ("data_examples_per_s", "data_examples_per_s_2_workers", "data_examples_per_s_gpu_config",
+                "executor_dags_per_s", "executor_dags_per_s_B64_T32_D8", "executor_dags_per_s_torch",
+                "executor_dags_per_s_1_thread", "train_iters_per_s"):
+        assert figures[key] > 0, key
+    assert 0 <= figures["train_data_wait_fraction"] < 1
+    assert figures["executor_dags_per_s"] == figures["executor_dags_per_s_B256_T32_D4"]
+    assert "executor fwd+bwd float64 (C kernel), B=256 T=32 D=4" in result.stdout
+
+
+def test_bench_rejects_an_unknown_key():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--secs=1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: unknown key 'secs' (from --secs=1)"
