@@ -209,8 +209,10 @@ except ValueError as e:
 train_stream = DAGStream(stream_cfg, "train", batch_size, start=iter_num * gradient_accumulation_steps,
                          shard=ddp_rank, n_shards=ddp_world_size)
 # the loader draws worker seeds from its own generator, never from the global RNG
+# pinned batches let to_device's non_blocking copies overlap the GPU's work
 loader = DataLoader(train_stream, batch_size=None, num_workers=num_workers, generator=torch.Generator(),
-                    persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
+                    persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None,
+                    pin_memory=device_type == "cuda")
 train_iter = iter(loader)
 val_maker = ExampleMaker(stream_cfg)
 val_batches = [make_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
