@@ -213,6 +213,11 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _check(status: int, D: int) -> None:
+    if status != 0:  # the kernel refuses a depth its stack scratch cannot hold, and writes nothing
+        raise ValueError(f"dag_depth={D} is beyond the C kernel's {KERNEL_MAX_DEPTH}")
+
+
 def _kernel_forward(V_mag, V_sign, O, G, keep: bool):
     """dag_executor.c's forward over contiguous float64 CPU tensors: the output (...) and,
     when keep, the per-position node rows and tape that backward reads."""
@@ -221,8 +226,9 @@ def _kernel_forward(V_mag, V_sign, O, G, keep: bool):
     out = G.new_empty(G.shape[:-1])
     X = G.new_empty(N, 6 * D) if keep else None
     tape = G.new_empty(N, 6 * D) if keep else None
-    load_kernel().dag_forward(N, D, *map(_ptr, (V_mag, V_sign, O, G, out, X, tape)), torch.get_num_threads(),
-                              *_LIMITS)
+    status = load_kernel().dag_forward(N, D, *map(_ptr, (V_mag, V_sign, O, G, out, X, tape)),
+                                       torch.get_num_threads(), *_LIMITS)
+    _check(status, D)
     return out, X, tape
 
 
@@ -241,9 +247,9 @@ class _KernelExecute(torch.autograd.Function):
         V_mag, V_sign, O, G, X, tape = ctx.saved_tensors
         D = G.shape[-1]
         grads = [torch.empty_like(t) for t in (V_mag, V_sign, O, G)]  # every entry is written
-        grad_out = grad_out.contiguous()  # held here: C reads its memory
-        load_kernel().dag_backward(G.numel() // D, D, *map(_ptr, (V_mag, V_sign, O, G, X, tape, grad_out, *grads)),
-                                   torch.get_num_threads(), *_LIMITS)
+        tensors = (V_mag, V_sign, O, G, X, tape, grad_out.contiguous(), *grads)  # held: C reads their memory
+        status = load_kernel().dag_backward(G.numel() // D, D, *map(_ptr, tensors), torch.get_num_threads(), *_LIMITS)
+        _check(status, D)
         return tuple(grads)
 
 

@@ -361,6 +361,8 @@ def test_backend_choice():
     assert DAGExecutor(D)(V_mag, V_sign, O, G).item() == -0.5
     with pytest.raises(ValueError, match=f"dag_depth <= {KERNEL_MAX_DEPTH}"):
         DAGExecutor(D, backend="kernel")(V_mag, V_sign, O, G)
+    with pytest.raises(ValueError, match="beyond the C kernel"):  # the kernel itself refuses too
+        dag_executor._kernel_forward(V_mag, V_sign, O, G, keep=False)
 
 
 def test_kernel_build_failure_falls_back_to_torch_with_a_warning(tmp_path, monkeypatch):
