@@ -1,0 +1,245 @@
+"""
+Config checks shared by the training scripts, in one place.
+
+    validate_config(config)                  # raises ValueError: one line naming the key
+                                             # and its allowed range
+
+config is the script's dict of config keys after overrides. Every key of RANGES
+that the dict holds is checked; keys the table does not know pass through, and
+keys the dict lacks are skipped, so a script with other keys (a future train.py)
+uses the same function. Then come checks across keys (n_head divides n_embd,
+expression depths against dag_depth, digits against what digit_targets represents
+exactly) and, for scripts that stream DAG data, checks on drawn data (see
+check_data_fits). With full=False only the per-key ranges and the device are
+checked: for a resumed run, whose model shape and data settings come from the
+checkpoint, the script calls validate_config again once the config is final.
+"""
+import dataclasses
+import math
+
+import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+# digit_targets rounds V_mag * 10**max_decimal_places (float64) to int64: exact only
+# while the literal has at most 15 significant digits, float64's guaranteed decimal
+# precision (int64 itself would hold 18)
+MAX_SIGNIFICANT_DIGITS = 15
+# the largest power generate_expression writes (x**2 or x**3) is a coefficient of O
+MAX_POWER = 3
+# examples drawn per expression depth by check_data_fits
+DRAWS_PER_DEPTH = 64
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def at_least(low: int, integer: bool = True):
+    return (lambda v: (_int(v) if integer else _number(v)) and v >= low), f">= {low}"
+
+
+def above(low):
+    return (lambda v: _number(v) and v > low), f"> {low}"
+
+
+def in_range(low, high, closed: bool = True):
+    if closed:
+        return (lambda v: _number(v) and low <= v <= high), f"in [{low}, {high}]"
+    return (lambda v: _number(v) and low <= v < high), f"in [{low}, {high})"
+
+
+def int_range(low, high):
+    return (lambda v: _int(v) and low <= v <= high), f"an integer in {low}..{high}"
+
+
+def one_of(*allowed):
+    return (lambda v: v in allowed), "one of " + ", ".join(map(repr, allowed))
+
+
+def non_empty_str():
+    return (lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty path"
+
+
+RANGES = {
+    "out_dir": non_empty_str(),
+    "batch_size": at_least(1),
+    "block_size": at_least(1),
+    "dag_depth": at_least(1),
+    "n_layer": at_least(1),
+    "n_head": at_least(1),
+    "n_embd": at_least(1),
+    "dropout": in_range(0, 1, closed=False),
+    "learning_rate": above(0),
+    "min_lr": at_least(0, integer=False),
+    "num_workers": at_least(0),
+    "max_digits": int_range(1, MAX_SIGNIFICANT_DIGITS),
+    "max_decimal_places": int_range(0, MAX_SIGNIFICANT_DIGITS - 1),  # max_digits >= 1
+    "min_expr_depth": at_least(0),
+    "max_expr_depth": at_least(0),
+    "max_coefficient": at_least(1),
+    "beta1": in_range(0, 1, closed=False),
+    "beta2": in_range(0, 1, closed=False),
+    "weight_decay": at_least(0, integer=False),
+    # grad_clip < 0 would clip to a negative norm: every step goes uphill
+    "grad_clip": at_least(0, integer=False),
+    "max_iters": at_least(1),
+    "warmup_iters": at_least(0),
+    "lr_decay_iters": at_least(0),
+    "eval_iters": at_least(1),
+    "log_interval": at_least(1),
+    "eval_interval": at_least(1),
+    # keep_checkpoints=0 would keep every checkpoint (a [:-0] slice prunes nothing)
+    "keep_checkpoints": at_least(1),
+    "gradient_accumulation_steps": at_least(1),
+    "dtype": one_of(*DTYPES),
+}
+# keys checked by their name's shape: probabilities and loss weights
+PREFIX_RANGES = {"p_": in_range(0, 1)}
+SUFFIX_RANGES = {"_weight": at_least(0, integer=False)}
+
+
+def _show(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _rule(key: str, dag_depth_min: int):
+    if key == "dag_depth":
+        return at_least(dag_depth_min)
+    if key in RANGES:
+        return RANGES[key]
+    for prefix, rule in PREFIX_RANGES.items():
+        if key.startswith(prefix):
+            return rule
+    for suffix, rule in SUFFIX_RANGES.items():
+        if key.endswith(suffix):
+            return rule
+    return None
+
+
+def check_device(device: str) -> None:
+    """ValueError if device names an accelerator this machine does not have."""
+    if not isinstance(device, str):
+        return
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} needs CUDA, but this machine has none "
+                             f"(torch.cuda.is_available() is False): use device='cpu'")
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} needs MPS, which this machine does not have: use device='cpu'")
+
+
+def check_ranges(config: dict, dag_depth_min: int = 1) -> None:
+    """ValueError naming the first key (table order, then the rest) out of its range."""
+    keys = [k for k in RANGES if k in config] + [k for k in config if k not in RANGES]
+    for key in keys:
+        rule = _rule(key, dag_depth_min)
+        if rule is None:
+            continue
+        ok, allowed = rule
+        value = config[key]
+        try:
+            good = bool(ok(value))
+        except TypeError:
+            good = False
+        if not good:
+            raise ValueError(f"{key} must be {allowed}, got {_show(value)}")
+    if "device" in config:
+        check_device(config["device"])
+
+
+def check_across_keys(config: dict) -> None:
+    """ValueError for settings that are each in range but do not fit together."""
+    get = config.get
+    if "n_embd" in config and "n_head" in config and config["n_embd"] % config["n_head"]:
+        raise ValueError(f"n_embd={config['n_embd']} must be a multiple of n_head={config['n_head']}")
+    if "min_expr_depth" in config and "max_expr_depth" in config and config["min_expr_depth"] > config["max_expr_depth"]:
+        raise ValueError(f"min_expr_depth={config['min_expr_depth']} must be <= "
+                         f"max_expr_depth={config['max_expr_depth']}")
+    if get("dag_depth", 0) > 0 and "max_expr_depth" in config and config["max_expr_depth"] + 1 > config["dag_depth"]:
+        d = config["max_expr_depth"]
+        raise ValueError(f"max_expr_depth={d} needs dag_depth >= {d + 1} (an expression of {d} operations "
+                         f"has {d + 1} values), got dag_depth={config['dag_depth']}")
+    if "max_digits" in config and "max_decimal_places" in config:
+        total = config["max_digits"] + config["max_decimal_places"]
+        if total > MAX_SIGNIFICANT_DIGITS:
+            raise ValueError(f"max_digits + max_decimal_places must be <= {MAX_SIGNIFICANT_DIGITS} (the digits "
+                             f"a float64 holds exactly), got {config['max_digits']} + "
+                             f"{config['max_decimal_places']} = {total}")
+    if get("p_power", 0) > 0 and "max_coefficient" in config and config["max_coefficient"] < MAX_POWER:
+        raise ValueError(f"max_coefficient must be >= {MAX_POWER} with p_power > 0 (powers up to "
+                         f"x**{MAX_POWER}), got max_coefficient={config['max_coefficient']}, "
+                         f"p_power={config['p_power']}")
+
+
+def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> None:
+    """ValueError if the data stream the config describes would not be the data asked for.
+
+    Draws `draws_per_depth` expressions (deterministic, from config["seed"]) at each
+    depth min_expr_depth..max_expr_depth as the stream draws them, and fails
+    - if most (more than half) of one depth's expressions are longer than block_size
+      tokens, or need more than dag_depth nodes: the stream skips such expressions
+      silently, so that depth would be all but missing from training (block_size=4
+      with max_expr_depth=3 trains on short expressions only);
+    - if a drawn expression's target needs an operand coefficient |O| above
+      max_coefficient, which the model's coefficient classes -C..C cannot say.
+    A sample, not a bound: a depth whose expressions mostly fit passes even if a few
+    are skipped. Skipped unless the config holds every StreamConfig field it needs."""
+    from data.dagset.generate_expression import generate_expression
+    from data.dagset.streaming import ExampleMaker, StreamConfig
+
+    names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
+    if not all(k in config for k in names) or "max_coefficient" not in config:
+        return
+    cfg = StreamConfig(**{k: config[k] for k in names})
+    maker = ExampleMaker(cfg)
+    max_coefficient, worst = 0, None
+    for depth in range(cfg.min_expr_depth, cfg.max_expr_depth + 1):
+        too_long, too_deep, longest = 0, 0, 0
+        for i in range(draws_per_depth):
+            seed = ((cfg.seed * 1_000_003 + i) * 1_009 + depth) * 7_919
+            text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
+                                       cfg.p_unary_minus, cfg.p_parens, cfg.p_power)
+            tokens = maker.tokens(text)
+            if len(tokens) > cfg.block_size:
+                too_long, longest = too_long + 1, max(longest, len(tokens))
+                continue
+            try:
+                example = maker.targets(text, tokens)
+            except ValueError:
+                too_deep += 1
+                continue
+            coefficients = abs(example["O"][example["mask"]])
+            if coefficients.size and coefficients.max() > max_coefficient:
+                max_coefficient, worst = int(coefficients.max()), text
+        if too_long * 2 > draws_per_depth:
+            raise ValueError(f"block_size={cfg.block_size} is too small for expressions of depth {depth}: "
+                             f"{too_long} of {draws_per_depth} drawn are longer (up to {longest} tokens) and "
+                             f"would be skipped; raise block_size or lower max_expr_depth/max_digits")
+        if too_deep * 2 > draws_per_depth:
+            raise ValueError(f"dag_depth={cfg.dag_depth} is too small for expressions of depth {depth}: "
+                             f"{too_deep} of {draws_per_depth} drawn need more nodes and would be skipped; "
+                             f"raise dag_depth or lower max_expr_depth/p_power")
+    if max_coefficient > config["max_coefficient"]:
+        raise ValueError(f"max_coefficient={config['max_coefficient']} is below the coefficient "
+                         f"{max_coefficient} that the data needs (e.g. {worst!r})")
+
+
+def validate_config(config: dict, full: bool = True, dag_depth_min: int = 1, data: bool = True) -> None:
+    """Raise ValueError (one line: the key, its allowed range and the value) for the
+    first setting of config that is out of range or does not fit the others.
+
+    full=False checks the per-key ranges and the device only; data=False skips the
+    drawn-data checks (check_data_fits); dag_depth_min=0 allows a plain GPT."""
+    check_ranges(config, dag_depth_min)
+    if full:
+        check_across_keys(config)
+        if data and config.get("dag_depth", 0) > 0:
+            check_data_fits(config)
