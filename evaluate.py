@@ -41,7 +41,7 @@ json_out = ""  # also write the results to this JSON file
 expressions_file = ""  # evaluate these expressions instead of the held-out set
 expr = ""  # show the predicted DAG of this one expression
 # -----------------------------------------------------------------------------
-apply_config(globals(), sys.argv[1:])
+given_keys = apply_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
 
@@ -51,6 +51,9 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+for key in ("expr", "expressions_file"):  # given, but empty: not the held-out set asked for silently
+    if key in given_keys and not globals()[key].strip():
+        fail(f"--{key} is empty: give {'an expression' if key == 'expr' else 'a file of expressions'}")
 if expr and expressions_file:
     fail("give --expr or --expressions_file, not both")
 if expr and json_out:

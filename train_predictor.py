@@ -10,7 +10,6 @@ Resume the newest checkpoint in out_dir:
 $ python train_predictor.py config/train_predictor_config.py --init_from=resume
 """
 import os
-import re
 import sys
 import time
 from contextlib import nullcontext
@@ -20,7 +19,10 @@ from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from checkpoint import (OutDirError, check_resumable, checkpoint_iters, failed_save_message, latest_checkpoint,
+                        load_checkpoint, one_line, prepare_out_dir, prune_checkpoints, resolve_checkpoint,
+                        save_checkpoint)
+from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.streaming import DAGStream, StreamConfig, make_batch, ExampleMaker
 from models.dag_model import GPTConfig
@@ -100,16 +102,12 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def saved_iters() -> list[int]:
-    """Iterations of the ckpt_<n>.pt files in out_dir, ascending."""
-    names = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    matches = (re.fullmatch(r"ckpt_(\d+)\.pt", name) for name in names)
-    return sorted(int(m.group(1)) for m in matches if m)
-
-
-for k in ("eval_interval", "log_interval", "eval_iters", "keep_checkpoints", "gradient_accumulation_steps"):
-    if config[k] < 1:
-        fail(f"{k} must be >= 1, got {config[k]}")
+# every setting in its range; from scratch also fitting the others and the data drawn
+# (a resumed run is checked again below, once its checkpoint's settings are in)
+try:
+    validate_config(config, full=init_from == "scratch")
+except ValueError as e:
+    fail(str(e))
 
 
 ddp = int(os.environ.get("RANK", -1)) != -1
@@ -126,7 +124,10 @@ else:
     ddp_rank, ddp_world_size, master_process = 0, 1, True
 device_type = "cuda" if "cuda" in device else "cpu"
 if master_process:
-    os.makedirs(out_dir, exist_ok=True)
+    try:  # writable, and this run's alone: out_dir/.lock is held until the process exits
+        prepare_out_dir(out_dir, lock=not eval_only)
+    except OutDirError as e:
+        fail(str(e))
 torch.manual_seed(seed + ddp_rank)
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
@@ -151,7 +152,10 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     print(f"resuming from {ckpt_path}")
-    model_args = checkpoint["model_args"]
+    try:  # keys a resume reads; a shape set again must be the checkpoint's
+        model_args = check_resumable(checkpoint, ckpt_path, config, overridden, model_keys, data_keys)
+    except ValueError as e:
+        fail(str(e))
     # the data settings follow the checkpoint too, so the run goes on with the stream it
     # had, unless the command line or config file sets them again
     for k in data_keys:
@@ -159,8 +163,11 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
             print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'][k]!r}")
         elif k not in overridden:
             config[k] = globals()[k] = checkpoint["config"][k]
-    model = PredictorOnlyModel(GPTConfig(**model_args))
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model = PredictorOnlyModel(GPTConfig(**model_args))
+        model.load_state_dict(checkpoint["model"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        fail(f"{ckpt_path!r} does not fit the model its model_args describe: {one_line(e)}")
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
 else:
     overrides = {k: globals()[k] for k in ("dropout", "dag_depth", "max_digits", "max_decimal_places", "max_coefficient")}
@@ -176,10 +183,15 @@ else:
 # a checkpoint or GPT-2 decides the model's shape: the data and the saved config follow it
 for k in model_keys:
     config[k] = globals()[k] = model_args[k]
+if init_from != "scratch":
+    try:
+        validate_config(config)
+    except ValueError as e:
+        fail(f"{e} (with the settings of init_from={init_from!r})")
 model.to(device)
 # checkpoints past this run's start belong to another run: `resume` would pick them up and
 # keep_checkpoints would prune this run's own saves in their favour
-newer = [i for i in saved_iters() if i > iter_num]
+newer = [i for i in checkpoint_iters(out_dir) if i > iter_num]
 if newer and not eval_only:
     fail(f"out_dir {out_dir!r} already holds a checkpoint of iter {newer[-1]}, past iter {iter_num} "
          f"where this run starts: use another out_dir")
@@ -187,7 +199,10 @@ if newer and not eval_only:
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16" and device_type == "cuda"))
 optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
 if checkpoint is not None:
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        fail(f"the optimizer state of {ckpt_path!r} does not fit its model: {one_line(e)}")
 resumed_at = iter_num if checkpoint is not None else None
 # the plain module: its state_dict has no "_orig_mod." / "module." prefixes, and running it
 # (evaluation on the master only) starts no DDP collective
@@ -263,10 +278,12 @@ def save(iter_num: int) -> None:
         "cuda_rng_state": torch.cuda.get_rng_state_all() if device_type == "cuda" else None,
         "data_position": iter_num * gradient_accumulation_steps,
     }
-    path = save_checkpoint(ckpt, out_dir, iter_num)
+    try:
+        path = save_checkpoint(ckpt, out_dir, iter_num)
+    except (OSError, ValueError) as e:  # disk full, non-finite weights: the last good checkpoint stays
+        fail(failed_save_message(e, out_dir, iter_num))
     print(f"saved {path}")
-    for old in saved_iters()[:-keep_checkpoints]:
-        os.remove(os.path.join(out_dir, f"ckpt_{old:08d}.pt"))
+    prune_checkpoints(out_dir, keep_checkpoints)
 
 
 def fail_non_finite(kind: str, losses: dict, iter_num: int) -> None:
