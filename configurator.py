@@ -78,7 +78,9 @@ def apply_config(config: dict, argv: list[str]) -> list[str]:
 
     Arguments are applied in order, later ones winning. Nothing is written
     unless every argument is valid; on any error one line goes to stderr and
-    the process exits with status 2. Returns the overridden keys in order.
+    the process exits with status 2. Returns the overridden keys in order: every
+    key given, also one given its default value or an empty string, so a script
+    can tell --expr= (given, empty) from no --expr at all.
     """
     overrides = {}
     for arg in argv:

@@ -101,6 +101,13 @@ def test_tuple_and_list_defaults_accept_either_and_keep_their_type():
     assert config["layers"] == [3, 4, 5]
 
 
+def test_keys_given_empty_or_at_their_default_are_reported():
+    # evaluate.py tells --expr= (given, empty) from no --expr this way
+    config = defaults()
+    assert apply_config(config, ["--out_dir=", "--max_iters=100"]) == ["out_dir", "max_iters"]
+    assert config["out_dir"] == "" and config["max_iters"] == 100
+
+
 def test_later_arguments_win_and_key_is_reported_once():
     config = defaults()
     assert apply_config(config, ["--max_iters=5", "--max_iters=7"]) == ["max_iters"]

@@ -123,7 +123,10 @@ def test_odd_files_orphan_temp_files_and_dropout_on_resume(base, tmp_path):
 
 
 def test_bad_resumes_are_one_line_errors(base, tmp_path):
-    outs = {name: copy(base, tmp_path / name) for name in ("shape", "keys", "nan", "unwritable")}
+    outs = {name: copy(base, tmp_path / name) for name in ("shape", "other shape", "keys", "nan")}
+    raw = torch.load(outs["other shape"] / "ckpt_00000002.pt", weights_only=True)
+    raw["model_args"]["bias"] = True  # a model with biases: the weights lack them
+    torch.save(raw, outs["other shape"] / "ckpt_00000002.pt")
     raw = torch.load(outs["keys"] / "ckpt_00000002.pt", weights_only=True)
     del raw["optimizer"]
     torch.save(raw, outs["keys"] / "ckpt_00000002.pt")
@@ -133,18 +136,20 @@ def test_bad_resumes_are_one_line_errors(base, tmp_path):
     (tmp_path / "file").write_text("x")
     runs = {
         "shape": launch(f"--out_dir={outs['shape']}", "--init_from=resume", "--max_iters=4", "--n_layer=3"),
+        "other shape": launch(f"--out_dir={outs['other shape']}", "--init_from=resume", "--max_iters=4"),
         "keys": launch(f"--out_dir={outs['keys']}", "--init_from=resume", "--max_iters=4"),
         "nan": launch(f"--out_dir={outs['nan']}", "--init_from=resume", "--max_iters=4"),
         "unwritable": launch(f"--out_dir={tmp_path / 'file' / 'out'}", "--max_iters=4"),
     }
     results = {name: finish(proc) for name, proc in runs.items()}
     one_line_error(results["shape"], "error: n_layer=3 differs from the checkpoint's n_layer=1")
+    one_line_error(results["other shape"], "does not fit the model its model_args describe")
     one_line_error(results["keys"], "cannot be resumed: it has no optimizer")
     one_line_error(results["nan"], "has a non-finite model weight")
     one_line_error(results["unwritable"], f"error: out_dir {str(tmp_path / 'file' / 'out')!r} cannot be written "
                                           f"(Not a directory)")
     # nothing was trained or saved
-    for name in ("shape", "keys", "nan"):
+    for name in ("shape", "other shape", "keys", "nan"):
         assert files(outs[name]) == [".lock", "ckpt_00000002.pt"]
 
 
