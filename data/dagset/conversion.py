@@ -3,75 +3,171 @@
 `expression_to_tensors` is the source of truth for what a training target is;
 `tensor_to_expression` turns a DAG (a target or a model's prediction) back into a
 readable SymPy expression with the same value.
+
+Text is read without `sympy.parse_expr`: its unevaluated parse folds and reorders what
+people write (`-(6.75 - 1.25)` becomes the single Float -5.5, `2 * -(3 + 4)` becomes
+Mul(2, -7)), while the target rule is that a DAG's input values are the text's own
+literals in text order (signs become coefficients, a -1 factor is a sign). `_to_sympy`
+therefore
+- lexes the text with fast_parse.lex, which defines the language of both paths (what
+  characters, numbers and nesting are allowed, with the same plain-words errors), and
+- parses the grammar independently of fast_parse's parser: Python's own `ast` (the
+  parser SymPy runs underneath, so precedence and associativity are Python's) reads
+  the lexemes with every number replaced by a placeholder name, and the tree is built
+  as SymPy objects the way parse_expr would without folding: Add/Mul with
+  evaluate=False, `a - b` as Add(a, Mul(-1, b)), `a / b` as Mul(a, Pow(b, -1)), `-x` as
+  Mul(-1, x), `x**k` as Pow(x, k), literals as Integer(text) or Float(text).
+  The one value a text does not hold is the 1 of a negative power: `x**-k` is built as
+  Div(1, x**k) wherever it stands, as fast_parse.py reads it.
+normalize_expression then rewrites that tree into Sub/Div/Neg as for any SymPy input,
+and `_tree` walks the result: the SymPy path shares only the lexer and dag_plan.py with
+the fast path. SymPy expressions are accepted as they are.
 """
-import builtins
-import keyword
-import re
+import ast
 from fractions import Fraction
 
 import sympy
 import torch
 from sympy import Add, Float, Integer, Mul, Pow, Rational
 
-from data.dagset.dag_plan import DAGPlan, build_plan, plan_arrays, plan_size
+from data.dagset.dag_plan import MAX_EXACT_BITS, DAGPlan, build_plan, plan_arrays, plan_size, power_cost
+from data.dagset.fast_parse import MAX_EXPONENT, lex, quote
 from data.dagset.normalize import Div, Neg, Sub, normalize_expression, number_value
 
 
-_TEXT = re.compile(r"[0-9A-Za-z.+\-*/() ]+")
-_NAME = re.compile(r"[A-Za-z_]\w*")
-_PYTHON_NAMES = set(dir(builtins)) | set(keyword.kwlist)
+def _exponent(node: ast.expr, literals: list[str], text: str) -> int:
+    """The whole-number exponent of a power: a literal, optionally signed."""
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign *= -1 if isinstance(node.op, ast.USub) else 1
+        node = node.operand
+    if not (isinstance(node, ast.Name) and "." not in literals[int(node.id[1:])]):
+        raise ValueError(f"non-integer power in {quote(text)}: only whole-number exponents such as 2 or -3 "
+                         f"are supported")
+    k = sign * int(literals[int(node.id[1:])])
+    if abs(k) > MAX_EXPONENT:
+        raise ValueError(f"exponent {k} in {quote(text)} is too large: exponents must be whole numbers "
+                         f"from {-MAX_EXPONENT} to {MAX_EXPONENT}")
+    return k
 
 
-def _to_sympy(expr) -> sympy.Basic:
+def _chain(node: ast.BinOp, ops: tuple) -> list[tuple[type, ast.expr]]:
+    """A left-associative chain a op b op c ... as [(None, a), (op, b), (op, c), ...],
+    walked without recursion."""
+    links = []
+    while isinstance(node, ast.BinOp) and isinstance(node.op, ops):
+        links.append((type(node.op), node.right))
+        node = node.left
+    links.append((None, node))
+    return links[::-1]
+
+
+def _from_ast(node: ast.expr, literals: list[str], text: str) -> sympy.Basic:
+    def build(x: ast.expr) -> sympy.Basic:
+        return _from_ast(x, literals, text)
+
+    if isinstance(node, ast.Name):
+        literal = literals[int(node.id[1:])]
+        return Float(literal) if "." in literal else Integer(int(literal))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return Mul(Integer(-1), build(node.operand), evaluate=False)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
+        return build(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        return Add(*[build(x) if op is not ast.Sub else Mul(Integer(-1), build(x), evaluate=False)
+                     for op, x in _chain(node, (ast.Add, ast.Sub))], evaluate=False)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+        return Mul(*[build(x) if op is not ast.Div else Pow(build(x), Integer(-1), evaluate=False)
+                     for op, x in _chain(node, (ast.Mult, ast.Div))], evaluate=False)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        base, k = build(node.left), _exponent(node.right, literals, text)
+        if k >= 0:
+            return Pow(base, Integer(k), evaluate=False)
+        # x**-k is 1 / x**k wherever it stands (normalize_expression makes a lone Pow(x, -k)
+        # that, but a factor Pow(x, -k) of a product a divisor: 3 * 2**-1 would lose its 1)
+        return Div(Integer(1), base if k == -1 else Pow(base, Integer(-k), evaluate=False))
+    if isinstance(node, ast.Call):
+        raise ValueError(f"cannot parse {quote(text)}: an operator is missing before '('")
+    raise ValueError(f"cannot parse {quote(text)}: it is not an arithmetic expression")
+
+
+def _parse_text(text: str) -> sympy.Basic:
+    """SymPy expression of arithmetic text, unevaluated, literals in text order."""
+    words = [w for w, _ in lex(text)]
+    literals = [w for w in words if w[0] in "0123456789."]
+    names = iter(range(len(literals)))
+    source = " ".join(f"_{next(names)}" if w[0] in "0123456789." else w for w in words)
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        if words.count("(") != words.count(")"):
+            raise ValueError(f"cannot parse {quote(text)}: unbalanced parentheses") from None
+        raise ValueError(f"cannot parse {quote(text)}: it is not a well-formed expression "
+                         f"(an operator or a number is missing or out of place)") from None
+    return _from_ast(tree.body, literals, text)
+
+
+def _to_sympy(expr) -> tuple[sympy.Basic, str | None]:
+    """The SymPy expression of expr (text or SymPy) and, for text, its quote for errors."""
     if isinstance(expr, str):
-        # parse_expr runs its input as Python: nothing but numbers, operators and names
-        # that SymPy reads as symbols or its own functions (to be rejected by name below)
-        # gets that far
-        if not _TEXT.fullmatch(expr):
-            raise ValueError(f"cannot parse expression {expr!r}: only numbers, + - * / ** and parentheses")
-        for name in _NAME.findall(expr):
-            if name in _PYTHON_NAMES or name.startswith("_"):
-                raise ValueError(f"cannot parse expression {expr!r}: unsupported name '{name}'")
-        try:
-            return sympy.parse_expr(expr, evaluate=False)
-        except Exception as e:  # SymPy's tokenizer and evaluator raise many kinds
-            raise ValueError(f"cannot parse expression {expr!r}: {type(e).__name__}: {e}") from None
+        return _parse_text(expr), quote(expr)
     if not isinstance(expr, sympy.Basic):
         raise ValueError(f"expected a SymPy expression or text, got {type(expr).__name__}")
-    return expr
+    return expr, None
 
 
-def _tree(expr: sympy.Basic) -> tuple[tuple, Fraction]:
-    """Tree of tuples (see dag_plan.py) and exact value of a normalized expression."""
+def _normalized_tree(expr) -> tuple[tuple, Fraction | None, object]:
+    """(tree, exact value or None, what errors call it) of a SymPy expression or text."""
+    expr, text = _to_sympy(expr)
+    try:
+        tree, value = _tree(normalize_expression(expr))
+    except ValueError as e:  # "division by zero in '1 / (2 - 2)'": say in which text
+        if text is None:
+            raise
+        raise ValueError(f"{text}: {e}") from None
+    return tree, value, text or expr
+
+
+def _tree(expr: sympy.Basic) -> tuple[tuple, Fraction | None]:
+    """Tree of tuples (see dag_plan.py) and exact value of a normalized expression. The
+    value is None where computing it exactly would take too long (9**999 / 9**998):
+    plan_arrays, which checks every DAG node, estimates such values before computing."""
     if expr.is_Number:
         v = number_value(expr)
         return ("num", v), v
     children = [_tree(a) for a in expr.args]
     if isinstance(expr, Neg):
         (t, v), = children
-        return ("add", [(t, -1)]), -v
+        return ("add", [(t, -1)]), None if v is None else -v
     if isinstance(expr, (Add, Sub)):
         coefs = [1] + [1 if isinstance(expr, Add) else -1] * (len(children) - 1)
-        return ("add", [(t, c) for (t, _), c in zip(children, coefs)]), sum(
-            (c * v for (_, v), c in zip(children, coefs)), Fraction(0))
+        tree = ("add", [(t, c) for (t, _), c in zip(children, coefs)])
+        if any(v is None for _, v in children):
+            return tree, None
+        return tree, sum((c * v for (_, v), c in zip(children, coefs)), Fraction(0))
     if isinstance(expr, Pow):
-        (t, v), _ = children
         exps = [int(expr.exp)]
         children = children[:1]
     else:
         exps = [1] + [1 if isinstance(expr, Mul) else -1] * (len(children) - 1)
-    value = Fraction(1)
     for (_, v), e in zip(children, exps):
         if v == 0 and e < 0:
             raise ValueError(f"division by zero in '{expr}'")
+    tree = ("mul", [(t, e) for (t, _), e in zip(children, exps)])
+    if any(v == 0 and e > 0 for (_, v), e in zip(children, exps)):
+        return tree, Fraction(0)
+    if any(v is None for _, v in children) or power_cost(
+            (v.numerator, v.denominator, e) for (_, v), e in zip(children, exps)) > MAX_EXACT_BITS:
+        return tree, None
+    value = Fraction(1)
+    for (_, v), e in zip(children, exps):
         value *= v ** e
-    return ("mul", [(t, e) for (t, _), e in zip(children, exps)]), value
+    return tree, value
 
 
 def expression_plan(expr) -> DAGPlan:
-    """Canonical DAG plan of a SymPy expression (or text, parsed with evaluate=False)."""
-    tree, _ = _tree(normalize_expression(_to_sympy(expr)))
-    return build_plan(tree)
+    """Canonical DAG plan of a SymPy expression (or text, read as _parse_text does)."""
+    return build_plan(_normalized_tree(expr)[0])
 
 
 def expression_dag_depth(expr) -> int:
@@ -84,8 +180,8 @@ def expression_to_tensors(expr, dag_depth: int):
     (1, 1, D, 2D), (1, 1, D) for a SymPy expression (or text), D = dag_depth."""
     if dag_depth < 1:
         raise ValueError(f"dag_depth must be >= 1, got {dag_depth}")
-    expr = _to_sympy(expr)
-    V_mag, V_sign, O, G, _ = plan_arrays(expression_plan(expr), dag_depth, where=expr)
+    tree, _, where = _normalized_tree(expr)  # errors quote text as written
+    V_mag, V_sign, O, G, _ = plan_arrays(build_plan(tree), dag_depth, where=where)
     return tuple(torch.from_numpy(a)[None, None] for a in (V_mag, V_sign, O, G))
 
 
@@ -136,5 +232,7 @@ def tensor_to_expression(V_mag, V_sign, O, G) -> sympy.Basic:
 
 def exact_value(expr) -> Rational:
     """Exact rational value of a SymPy arithmetic expression (or text)."""
-    _, v = _tree(normalize_expression(_to_sympy(expr)))
+    _, v, where = _normalized_tree(expr)
+    if v is None:
+        raise ValueError(f"the value of {where} is too large to compute exactly")
     return Rational(v.numerator, v.denominator)

@@ -18,6 +18,7 @@ the same computation gives the same tensors:
 - literals become the initial nodes in text order, steps are numbered in post-order,
   and unused steps copy the previous node, so the last node holds the result.
 """
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -27,6 +28,27 @@ import numpy as np
 # this range (1e150) and reads magnitudes below 1e-100 as zero, so every DAG the
 # converter accepts executes without clamping.
 MAX_NODE_VALUE = 10 ** 100
+MAX_LOG10 = 100
+# A product whose factors' numerators and denominators, raised to their exponents, would
+# take more bits than this is not computed exactly (it would take seconds or hang, as
+# 9**999999999 / 9**999999998 would): its magnitude is estimated with logarithms first.
+CHEAP_BITS = 4096
+MAX_EXACT_BITS = 1 << 22
+MAX_EXACT_EXPONENT = 2 ** 53  # an exponent, as a float64 coefficient of O, must stay exact
+
+
+def power_cost(factors) -> int:
+    """Bits the exact product of (numerator, denominator, exponent) factors can take."""
+    return sum(abs(e) * (abs(n).bit_length() + d.bit_length()) for n, d, e in factors)
+
+
+def log10_magnitude(factors) -> float:
+    """log10 |product of (n / d) ** e| over nonzero factors, without computing it
+    (infinite when an exponent is beyond a float)."""
+    try:
+        return sum(e * (math.log10(abs(n)) - math.log10(d)) for n, d, e in factors if e)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass
@@ -140,11 +162,46 @@ def plan_size(plan: DAGPlan) -> int:
     return max(len(plan.values), len(plan.steps), 1)
 
 
+def _range_error(where, what: str, log10: float) -> ValueError:
+    about = f"about 1e{round(log10)}" if math.isfinite(log10) else "a power beyond any float"
+    return ValueError(f"{where}: {what} ({about}) is outside the supported range: "
+                      f"|value| must be 0 or within [1e-100, 1e100]")
+
+
 def _check_range(n: int, d: int, where, what: str) -> None:
     if n and not (abs(n) <= MAX_NODE_VALUE * d and abs(n) * MAX_NODE_VALUE >= d):
-        about = f"about 1e{len(str(abs(n))) - len(str(d))}"  # n / d may overflow a float
-        raise ValueError(f"{where}: {what} ({about}) is outside the supported range: "
-                         f"|value| must be 0 or within [1e-100, 1e100]")
+        raise _range_error(where, what, math.log10(abs(n)) - math.log10(d))  # n / d may overflow a float
+
+
+def _large_power_step(k: int, cols: list[tuple[int, int]], num: list, den: list, O, where) -> tuple[int, int]:
+    """Exact (numerator, denominator) of log step k when an exponent is beyond 3: a zero
+    factor ends it at once, and its magnitude is estimated with logarithms before
+    anything is computed, so 9**999 / 9**998 is quick and 9**999 fails at once."""
+    for col, c in cols:
+        if c < 0 and num[col] == 0:
+            raise ValueError(f"{where}: division by zero (DAG step {k})")
+        if not -MAX_EXACT_EXPONENT <= c <= MAX_EXACT_EXPONENT:
+            raise ValueError(f"{where}: DAG step {k} has the exponent {c}, beyond the "
+                             f"supported {MAX_EXACT_EXPONENT}")
+        O[k, col] += c
+    factors = [(num[col], den[col], c) for col, c in cols]
+    if any(c > 0 and f == 0 for f, _, c in factors):
+        return 0, 1
+    cost = power_cost(factors)
+    if cost > CHEAP_BITS:
+        log10 = log10_magnitude(factors)
+        if not -MAX_LOG10 - 1 <= log10 <= MAX_LOG10 + 1:
+            raise _range_error(where, f"the value of DAG step {k}", log10)
+        if cost > MAX_EXACT_BITS:
+            raise ValueError(f"{where}: DAG step {k} raises numbers to powers too large to compute exactly")
+    n, d = 1, 1
+    for f, g, c in factors:
+        if c >= 0:
+            n, d = n * f ** c, d * g ** c
+        else:  # x ** -c: swap numerator and denominator, keeping d > 0
+            flip = -1 if f < 0 and c % 2 else 1
+            n, d = n * flip * g ** -c, d * abs(f) ** -c
+    return n, d
 
 
 def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression"):
@@ -172,19 +229,23 @@ def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression"):
         _check_range(num[i], den[i], where, "literal")
     for k, (linear, operands) in enumerate(plan.steps):
         G[k] = 1.0 if linear else 0.0
-        n, d = (0, 1) if linear else (1, 1)
-        for (kind, j), c in operands:
-            col = j if kind == "v" else D + j
-            O[k, col] += c
-            if linear:
-                n, d = n * den[col] + c * num[col] * d, d * den[col]
-            elif c >= 0:
-                n, d = n * num[col] ** c, d * den[col] ** c
-            elif num[col] == 0:
-                raise ValueError(f"{where}: division by zero (DAG step {k})")
-            else:  # x ** -c: swap numerator and denominator, keeping d > 0
-                flip = -1 if num[col] < 0 and c % 2 else 1
-                n, d = n * flip * den[col] ** -c, d * abs(num[col]) ** -c
+        if not linear and any(c > 3 or c < -3 for _, c in operands):
+            n, d = _large_power_step(k, [(j if kind == "v" else D + j, c) for (kind, j), c in operands],
+                                     num, den, O, where)
+        else:
+            n, d = (0, 1) if linear else (1, 1)
+            for (kind, j), c in operands:
+                col = j if kind == "v" else D + j
+                O[k, col] += c
+                if linear:
+                    n, d = n * den[col] + c * num[col] * d, d * den[col]
+                elif c >= 0:
+                    n, d = n * num[col] ** c, d * den[col] ** c
+                elif num[col] == 0:
+                    raise ValueError(f"{where}: division by zero (DAG step {k})")
+                else:  # x ** -c: swap numerator and denominator, keeping d > 0
+                    flip = -1 if num[col] < 0 and c % 2 else 1
+                    n, d = n * flip * den[col] ** -c, d * abs(num[col]) ** -c
         _check_range(n, d, where, f"the value of DAG step {k}")
         num[D + k], den[D + k] = n, d
     for kind, j in plan.divisors:

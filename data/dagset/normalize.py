@@ -8,6 +8,7 @@ order of the text; the DAG's node order (see dag_plan.py) follows it.
 from fractions import Fraction
 
 import sympy
+from mpmath import libmp as mlib
 from sympy import Add, Integer, Mul, Pow
 from sympy.printing.precedence import PRECEDENCE
 
@@ -71,13 +72,18 @@ class Neg(_CustomOp):
 
 def number_value(x: sympy.Basic) -> Fraction:
     """Exact value of a SymPy number leaf. A Float is read back as the shortest decimal
-    that rounds to its binary value, so `Float('18.4')` means 18.4, as written."""
+    that rounds to its binary value, so `Float('18.4')` means 18.4, as written; a Float
+    with more precision than a float64 (SymPy gives `Float('1.00000000000000001')` the
+    precision of its 18 digits) is read back at its own precision, so it too means
+    what its text says."""
     if not x.is_finite:
         raise ValueError(f"non-finite number {x}")
     if x.is_Integer:
         return Fraction(int(x))
     if x.is_Rational:
         return Fraction(int(x.p), int(x.q))
+    if x._prec > 53:
+        return Fraction(mlib.to_str(x._mpf_, mlib.prec_to_dps(x._prec)))
     return Fraction(repr(float(x)))
 
 
