@@ -1,5 +1,6 @@
 """Tests for data/dagset/generate_expression.py: determinism, exactness, natural text."""
 import ast
+import hashlib
 import operator
 import random
 import re
@@ -9,6 +10,9 @@ import pytest
 import sympy
 from sympy.parsing.sympy_parser import parse_expr, rationalize, standard_transformations
 
+from data.dagset.conversion import exact_value, expression_to_tensors
+from data.dagset.dag_plan import build_plan, plan_arrays
+from data.dagset.fast_parse import parse_text
 from data.dagset.generate_expression import generate_expression
 
 BOUND = 10 ** 30
@@ -100,6 +104,11 @@ def test_seeds_differ():
     ({"p_unary_minus": -0.1}, "p_unary_minus"),
     ({"p_parens": 1.5}, "p_parens"),
     ({"p_power": float("nan")}, "p_power"),
+    ({"p_trailing_zeros": 2}, "p_trailing_zeros"),
+    ({"p_no_spaces": -1}, "p_no_spaces"),
+    ({"p_space_in_parens": 1.1}, "p_space_in_parens"),
+    ({"p_neg_group": float("nan")}, "p_neg_group"),
+    ({"p_redundant_parens": -0.5}, "p_redundant_parens"),
 ])
 def test_argument_validation(kwargs, name):
     args = {"seed": 0, "depth": 3, **kwargs}
@@ -141,3 +150,72 @@ def test_power_always_when_certain():
     for seed in range(200):
         text = generate_expression(seed, 3, p_power=1.0)
         assert text.count("**") == 4, text
+
+
+# -----------------------------------------------------------------------------
+# style options: what people type
+
+
+STYLE = dict(p_trailing_zeros=0.3, p_no_spaces=0.3, p_space_in_parens=0.3, p_neg_group=0.3,
+             p_redundant_parens=0.3)
+
+
+def test_style_options_off_keep_every_seeds_text():
+    # the texts of 2,000 seeds before the style options existed (sha256 of their lines)
+    mixes = [{}, {"p_power": 0.3, "p_parens": 0.5}, {"ops": "/", "p_unary_minus": 0.5},
+             {"max_decimal_places": 0, "max_digits": 2}]
+    h = hashlib.sha256()
+    for seed in range(2000):
+        h.update(generate_expression(seed, seed % 8, **mixes[seed % 4]).encode() + b"\n")
+    assert h.hexdigest() == "94d68ebca26c95540e275acb31a19c072d141e8ccc25908373f06d255b1fae77"
+    off = {name: 0.0 for name in STYLE}
+    assert all(generate_expression(seed, 3) == generate_expression(seed, 3, **off) for seed in range(100))
+
+
+def python_value(text: str) -> Fraction:
+    """Exact value of text as Python parses it, literals read from their digits."""
+    def ev(node):
+        if isinstance(node, ast.Constant):
+            return Fraction(ast.get_source_segment(text, node))
+        if isinstance(node, ast.UnaryOp):
+            assert isinstance(node.op, ast.USub), text
+            return -ev(node.operand)
+        if isinstance(node.op, ast.Pow):
+            return ev(node.left) ** node.right.value
+        return BINOPS[type(node.op)](ev(node.left), ev(node.right))
+
+    return ev(ast.parse(text, mode="eval").body)
+
+
+def test_styled_text_is_read_by_both_parsers_and_exact():
+    seen = {"trailing zeros": 0, "no spaces": 0, "space in parens": 0, "negated group": 0,
+            "double negation": 0, "parenthesized literal": 0}
+    for seed in range(2500):
+        kwargs = dict(STYLE, p_power=0.1 if seed % 3 == 0 else 0.0, ops="+-*/" if seed % 5 else "-/")
+        text = generate_expression(seed, seed % 5, **kwargs)
+        exact = python_value(text)  # a zero divisor would raise here
+        fast = plan_arrays(build_plan(parse_text(text)), 8)
+        assert fast[4] == exact, text
+        if seed % 4 == 0:  # the SymPy path is slower: a quarter of the texts
+            assert exact_value(text) == exact, text
+            ref = expression_to_tensors(text, 8)
+            assert all((a == b[0, 0].numpy()).all() for a, b in zip(fast, ref)), text
+        seen["trailing zeros"] += bool(re.search(r"\.\d*0(?![\d.])", text))
+        seen["no spaces"] += bool(re.search(r"[\d)][-+*/][\d(-]", text))
+        seen["space in parens"] += "( " in text
+        seen["negated group"] += "-(" in text
+        seen["double negation"] += bool(re.search(r"- ?-", text))
+        seen["parenthesized literal"] += bool(re.search(r"\(\s*-?[\d.]+\s*\)(?!\*\*)", text))
+    assert min(seen.values()) > 100, seen
+
+
+def test_style_options_write_their_forms_when_certain():
+    for seed in range(100):
+        text = generate_expression(seed, 3, p_trailing_zeros=1.0, p_unary_minus=0.0, p_power=0.0)
+        assert all(re.fullmatch(r"\d+\.\d*0", lit) for lit in re.findall(r"[\d.]+", text)), text
+        text = generate_expression(seed, 3, p_no_spaces=1.0, p_space_in_parens=0.0)
+        assert " " not in text.replace(" + ", "").replace(" - ", ""), text
+        text = generate_expression(seed, 2, p_neg_group=1.0)
+        assert text.startswith("-("), text
+        text = generate_expression(seed, 0, p_redundant_parens=1.0)
+        assert re.fullmatch(r"\(-?[\d.]+\)", text), text

@@ -8,6 +8,22 @@ While the text is built, every value it computes when parsed the usual way
 so the text never divides by zero and every nonzero intermediate value has a
 magnitude within [1e-30, 1e30]. Anything that breaks a rule is redrawn from the
 same rng, which keeps the output deterministic.
+
+By default the text is tidy: single spaces around binary operators, no trailing
+zeros, parentheses only where drawn by p_parens. The style options write it the other
+ways people type the same computation, each with its own probability (all off by
+default, and an option at 0 draws nothing from the rng, so the default texts of a seed
+never change):
+- p_trailing_zeros: a literal gets trailing zeros, `3` -> `3.0`, `12.5` -> `12.50`
+  (at most max(max_decimal_places, decimals + 1) decimals);
+- p_no_spaces: the expression is written without spaces around its binary operators,
+  `3*4-2`, `4--(2/8)`, or (half of these) only around `*` and `/`, `3*4 - 2`;
+- p_space_in_parens: a parenthesized group gets spaces inside, `( 3 + 4 )`;
+- p_neg_group: a parenthesized group (or the whole expression) is negated, `-(a - b)`,
+  `2 * -(3 + 4)`, `5 - -(1 + 2)` (with p_unary_minus also `5 - -3`);
+- p_redundant_parens: a literal is parenthesized, `(3)`, `(-2.5)`, or the whole
+  expression is, `(1 + 2)`.
+None of them changes a value's magnitude, so the exactness rules above still hold.
 """
 import operator
 import random
@@ -34,8 +50,11 @@ def _in_bounds(num: int, den: int) -> bool:
 
 def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_places: int = 4,
                         ops: str = OPS, p_unary_minus: float = 0.2, p_parens: float = 0.2,
-                        p_power: float = 0.0) -> str:
-    """Return the text of a random expression with `depth` binary operations."""
+                        p_power: float = 0.0, *, p_trailing_zeros: float = 0.0, p_no_spaces: float = 0.0,
+                        p_space_in_parens: float = 0.0, p_neg_group: float = 0.0,
+                        p_redundant_parens: float = 0.0) -> str:
+    """Return the text of a random expression with `depth` binary operations (the
+    style options are described in the module docstring)."""
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
     if max_digits < 1:
@@ -44,7 +63,10 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
         raise ValueError(f"max_decimal_places must be >= 0, got {max_decimal_places}")
     if not ops or ops.strip(OPS):
         raise ValueError(f"ops must be a non-empty string over {OPS!r}, got {ops!r}")
-    for name, p in (("p_unary_minus", p_unary_minus), ("p_parens", p_parens), ("p_power", p_power)):
+    for name, p in (("p_unary_minus", p_unary_minus), ("p_parens", p_parens), ("p_power", p_power),
+                    ("p_trailing_zeros", p_trailing_zeros), ("p_no_spaces", p_no_spaces),
+                    ("p_space_in_parens", p_space_in_parens), ("p_neg_group", p_neg_group),
+                    ("p_redundant_parens", p_redundant_parens)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {p}")
     rng = random.Random(seed)
@@ -54,6 +76,13 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
         # rng.randrange costs ~1 us; a scaled float is uniform enough while n fits 53 bits
         return int(uniform() * n) if n <= _EXACT_FLOAT else rng.randrange(n)
 
+    def chance(p: float) -> bool:
+        # an option at 0 draws nothing, so the default texts of a seed never change
+        return p > 0.0 and uniform() < p
+
+    def parenthesize(text: str) -> str:
+        return f"( {text} )" if chance(p_space_in_parens) else f"({text})"
+
     def literal() -> tuple:
         while True:
             n_digits = int(uniform() * max_digits) + 1
@@ -61,6 +90,7 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
             num = low + below(10 ** n_digits - low)
             den = 1
             text = str(num)
+            n_decimals = 0
             if max_decimal_places and uniform() < 0.5:
                 n_frac = int(uniform() * max_decimal_places) + 1
                 frac = below(10 ** n_frac)
@@ -71,6 +101,10 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
                     den = 10 ** n_frac
                     num = num * den + frac
                     text = f"{text}.{frac:0{n_frac}d}"
+                    n_decimals = n_frac
+            if chance(p_trailing_zeros):  # 3 -> 3.0, 12.5 -> 12.50: same value
+                n_zeros = 1 if uniform() < 0.7 else 1 + below(max(1, max_decimal_places - n_decimals))
+                text += ("." if not n_decimals else "") + "0" * n_zeros
             # -0 is noise and -1 would read like a sign factor downstream
             if uniform() < p_unary_minus and num != 0 and num != den:
                 num = -num
@@ -79,6 +113,8 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
                 exponent = 2 if uniform() < 0.5 else 3
                 num, den = num ** exponent, den ** exponent
                 text = f"({text})**{exponent}" if text[0] == "-" else f"{text}**{exponent}"
+            if chance(p_redundant_parens):  # (3), (-2.5), (2**3)
+                text = parenthesize(text)
             if _in_bounds(num, den):
                 value = Fraction(num, den)
                 return text, _ATOM, value, value, ()
@@ -90,7 +126,12 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
         if node[0][0] == "(":
             # "((" reads unnatural: skip optional parentheses, redraw if they are needed
             return None if required else node
-        return f"({node[0]})", _ATOM, node[2], node[2], ()
+        if chance(p_neg_group):  # -(a - b): a unary minus binds tighter than * and /
+            return "-" + parenthesize(node[0]), _ATOM, -node[2], -node[2], ()
+        return parenthesize(node[0]), _ATOM, node[2], node[2], ()
+
+    # p_no_spaces: the expression is written "3*4-2" or, as often, "3*4 - 2"
+    tight = ("+-*/" if uniform() < 0.5 else "*/") if chance(p_no_spaces) else ""
 
     def build(n_ops: int) -> tuple:
         if n_ops == 0:
@@ -120,6 +161,12 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
                 if not _in_bounds(value.numerator, value.denominator):
                     break
             else:
-                return f"{left[0]} {op} {right[0]}", prec, value, first, tail + terms
+                spaced = op if op in tight else f" {op} "
+                return f"{left[0]}{spaced}{right[0]}", prec, value, first, tail + terms
 
-    return build(depth)[0]
+    text = build(depth)[0]
+    if depth and chance(p_neg_group):
+        text = "-" + parenthesize(text)
+    elif chance(p_redundant_parens) and text[0] != "(":
+        text = parenthesize(text)
+    return text

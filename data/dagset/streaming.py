@@ -50,6 +50,12 @@ class StreamConfig:
     p_parens: float = 0.2
     p_power: float = 0.0
     seed: int = 1337
+    # how people also write expressions (generate_expression's style options; 0 = off)
+    p_trailing_zeros: float = 0.0
+    p_no_spaces: float = 0.0
+    p_space_in_parens: float = 0.0
+    p_neg_group: float = 0.0
+    p_redundant_parens: float = 0.0
 
     def __post_init__(self):
         if self.dag_depth < 1 or self.block_size < 1:
@@ -156,7 +162,10 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int,
         seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
         depth = cfg.min_expr_depth + seed % n_depths
         text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
-                                   cfg.p_unary_minus, cfg.p_parens, cfg.p_power)
+                                   cfg.p_unary_minus, cfg.p_parens, cfg.p_power,
+                                   p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
+                                   p_space_in_parens=cfg.p_space_in_parens, p_neg_group=cfg.p_neg_group,
+                                   p_redundant_parens=cfg.p_redundant_parens)
         if split_of(text) != split:
             continue
         tokens = maker.tokens(text)
