@@ -1,6 +1,9 @@
 """The streaming dataset: per-token targets equal the SymPy reference path, the prefix
 rule, determinism across DataLoader workers, resuming, sharding and split separation."""
 import itertools
+import re
+import time
+from fractions import Fraction as F
 
 import numpy as np
 import pytest
@@ -10,12 +13,16 @@ from torch.utils.data import DataLoader
 
 from data.dagset.conversion import exact_value, expression_to_tensors
 from data.dagset.dag_plan import build_plan, plan_arrays
-from data.dagset.fast_parse import parse_text
+from data.dagset.fast_parse import MAX_NESTING, parse_text, quote
 from data.dagset.generate_expression import generate_expression
 from data.dagset.streaming import (DAGStream, ExampleMaker, StreamConfig, draw_example, make_batch,
                                    prefix_target_text, split_of)
+from data.eval import make_human_written
 
 CFG = StreamConfig(dag_depth=5, block_size=48, max_expr_depth=4, p_power=0.1)
+STYLE = dict(p_trailing_zeros=0.3, p_no_spaces=0.3, p_space_in_parens=0.3, p_neg_group=0.3,
+             p_redundant_parens=0.3)
+STYLED_CFG = StreamConfig(dag_depth=5, block_size=48, max_expr_depth=4, p_power=0.1, p_unary_minus=0.3, **STYLE)
 
 
 def reference_targets(text: str, maker: ExampleMaker) -> dict[str, np.ndarray]:
@@ -30,40 +37,241 @@ def reference_targets(text: str, maker: ExampleMaker) -> dict[str, np.ndarray]:
         target = prefix_target_text(text, end)
         if target is None:
             continue
-        expr = sympy.parse_expr(target, evaluate=False)
-        try:
-            tensors = expression_to_tensors(expr, D)
+        try:  # the SymPy path reads the text itself (sympy.parse_expr folds -(1 + 2) into -3)
+            tensors = expression_to_tensors(target, D)
         except ValueError:
             continue
         for key, x in zip(("V_mag", "V_sign", "O", "G"), tensors):
             ref[key][t] = x[0, 0].numpy()
-        ref["value"][t] = float(exact_value(expr))
+        ref["value"][t] = float(exact_value(target))
         ref["mask"][t] = True
     return ref
 
 
-def test_fast_path_equals_sympy_path_on_every_prefix():
-    maker = ExampleMaker(CFG)
+@pytest.mark.parametrize("cfg, n", [(CFG, 1000), (STYLED_CFG, 300)], ids=["plain", "styled"])
+def test_fast_path_equals_sympy_path_on_every_prefix(cfg, n):
+    maker = ExampleMaker(cfg)
     n_prefixes = 0
-    for i in range(1000):
+    for i in range(n):
         text, _, ex = draw_example(maker, "train", i)
         ref = reference_targets(text, maker)
         for key in ref:
             np.testing.assert_array_equal(ex[key], ref[key], err_msg=f"{key} differs for {text!r}")
         n_prefixes += int(ref["mask"].sum())
-    assert n_prefixes > 4000
+    assert n_prefixes > 4 * n
 
 
 def test_fast_parser_equals_sympy_on_thousands_of_expressions():
     settings = itertools.cycle([dict(), dict(p_unary_minus=0.5), dict(p_parens=0.6), dict(p_power=0.3),
-                                dict(max_digits=2, max_decimal_places=0), dict(ops="*/", p_unary_minus=0.4)])
+                                dict(max_digits=2, max_decimal_places=0), dict(ops="*/", p_unary_minus=0.4),
+                                dict(STYLE, p_unary_minus=0.4), dict(STYLE, p_power=0.3, ops="-/")])
     for seed, kwargs in zip(range(2000), settings):
         text = generate_expression(seed, seed % 8, **kwargs)
         fast = plan_arrays(build_plan(parse_text(text)), 12)
-        ref = expression_to_tensors(sympy.parse_expr(text, evaluate=False), 12)
+        ref = expression_to_tensors(text, 12)
         for a, b in zip(fast, ref):
             np.testing.assert_array_equal(a, b[0, 0].numpy(), err_msg=text)
         assert fast[4] == exact_value(text)
+        if seed % 8 < 6 and seed % 3 == 0:  # tidy text: SymPy's own parse_expr gives the same tensors
+            for a, b in zip(fast, expression_to_tensors(sympy.parse_expr(text, evaluate=False), 12)):
+                np.testing.assert_array_equal(a, b[0, 0].numpy(), err_msg=text)
+
+
+# -----------------------------------------------------------------------------
+# one language, both paths: the forms people write, and what neither path accepts
+
+# text: (the magnitudes of its literals in text order, its exact value)
+HUMAN_FORMS = {
+    "3.0 * 2": ([3, 2], 6),  # trailing zeros
+    "12.50 + 1": ([F("12.5"), 1], F("13.5")),
+    "2.00 / 0.50": ([2, F("0.5")], 4),
+    "0.10 + 0.20": ([F("0.1"), F("0.2")], F("0.3")),
+    "3*4-2": ([3, 4, 2], 10),  # no spaces
+    "7.5/2.5+1*2": ([F("7.5"), F("2.5"), 1, 2], 5),
+    "( 3 + 4 ) * 2": ([3, 4, 2], 14),  # extra spaces
+    "  7.5  -   2 ": ([F("7.5"), 2], F("5.5")),
+    "3\t+ 4": ([3, 4], 7),
+    "-3 * 2.5": ([3, F("2.5")], F("-7.5")),  # unary minus on a literal
+    "4 * -2 + -1.5": ([4, 2, F("1.5")], F("-9.5")),
+    "-(6.75 - 1.25)": ([F("6.75"), F("1.25")], F("-5.5")),  # ... and on a group
+    "2 * -(3 + 4)": ([2, 3, 4], -14),
+    "-(2.5) * 4": ([F("2.5"), 4], -10),
+    "6/-(1.5 - 0.5)": ([6, F("1.5"), F("0.5")], -6),
+    "-(1 - 3) * -(2 + 2)": ([1, 3, 2, 2], -8),
+    "5 - -3": ([5, 3], 8),  # double negation
+    "4--(2/8)": ([4, 2, 8], F("4.25")),
+    "- -3 + 1": ([3, 1], 4),
+    "-(-7.25)": ([F("7.25")], F("7.25")),
+    "-(-(-(2)))*3": ([2, 3], -6),
+    "+3 - +2": ([3, 2], 1),
+    "(3)": ([3], 3),  # redundant parentheses
+    "((3))": ([3], 3),
+    "((1 + 2)) * (3)": ([1, 2, 3], 9),
+    "(2 * 3) + 4": ([2, 3, 4], 10),
+    "(8 - 2) - (1)": ([8, 2, 1], 5),
+    "7 / 2.5 + 1": ([7, F("2.5"), 1], F("3.8")),  # mixed integers and decimals
+    "1.5 * 2 - 3.25": ([F("1.5"), 2, F("3.25")], F("-0.25")),
+    "9999.9999 - 0.0001": ([F("9999.9999"), F("0.0001")], F("9999.9998")),
+    "00012.500 * 2.": ([F("12.5"), 2], 25),  # leading zeros, a bare point
+    ".5 + 5.": ([F("0.5"), 5], F("5.5")),
+    "1.00000000000000001 - 1": ([F("1.00000000000000001"), 1], F(1, 10 ** 17)),  # beyond float64
+}
+# powers: the exponent is no value; x**-k is 1 / x**k, with a 1 the text does not hold
+POWER_FORMS = {
+    "-2**2": ([2], -4),
+    "(-2)**3 * 1.50": ([2, F("1.5")], -12),
+    "3 * 2**-1": ([3, 1, 2], F("1.5")),
+    "2**-1 * 3": ([1, 2, 3], F("1.5")),
+    "(-1.5)**-3": ([1, F("1.5")], F(-8, 27)),
+    "6 / 2**-(2)": ([6, 1, 2], 24),
+    "2 ** (+3) - 2**0": ([2, 2], 7),
+}
+
+
+@pytest.mark.parametrize("text", list(HUMAN_FORMS) + list(POWER_FORMS))
+def test_forms_people_write_give_identical_exact_tensors_on_both_paths(text):
+    literals, value = {**HUMAN_FORMS, **POWER_FORMS}[text]
+    for D in (4, 6):
+        fast = plan_arrays(build_plan(parse_text(text)), D)
+        ref = [x[0, 0].numpy() for x in expression_to_tensors(text, D)]
+        for a, b in zip(fast, ref):
+            np.testing.assert_array_equal(a, b, err_msg=text)
+        V_mag, V_sign = ref[0], ref[1]
+        assert V_mag[:len(literals)].tolist() == [float(m) for m in literals], text
+        assert not V_mag[len(literals):D].any(), text  # no other input values
+        assert fast[4] == value == exact_value(text), text
+        assert V_mag[-1] * V_sign[-1] == float(value), text
+    # and every token prefix, as the data stream reads it
+    maker = ExampleMaker(StreamConfig(dag_depth=4, block_size=24, max_expr_depth=3))
+    ex = maker.targets(text, maker.tokens(text))
+    ref = reference_targets(text, maker)
+    for key in ref:
+        np.testing.assert_array_equal(ex[key], ref[key], err_msg=f"{key} differs for {text!r}")
+
+
+_LITERAL = re.compile(r"\d+\.?\d*|\.\d+")
+
+
+def test_input_values_are_the_texts_literals_in_text_order():
+    texts = list(HUMAN_FORMS) + [generate_expression(seed, seed % 4, p_unary_minus=0.4, **STYLE)
+                                 for seed in range(300)]
+    for text in texts:
+        literals = [float(F(x)) for x in _LITERAL.findall(text)]
+        V_mag = expression_to_tensors(text, 4)[0][0, 0].numpy()
+        assert V_mag[:len(literals)].tolist() == literals, text
+        assert not V_mag[len(literals):4].any(), text
+
+
+# text: what the one-line error says (both paths, each also quotes the text)
+REJECTED = {
+    "2//3": "floor division",
+    "0x10": "hexadecimal",
+    "0b101": "hexadecimal, binary or octal",
+    "0o17": "octal",
+    "\u0663+\u0664": "not an ASCII digit",  # Arabic-Indic 3 + 4
+    "\uff13+\uff14": "not an ASCII digit",  # full-width 3 + 4
+    "": "empty",
+    "   ": "empty",
+    " \t\n": "empty",
+    "1e309": "scientific notation",
+    "1e5": "scientific notation",
+    "2.5E-3 * 2": "scientific notation",
+    "2**20000": "exponent 20000",
+    "9**999999999": "too large",
+    "9**99999999": "too large",
+    "2**-1001": "exponent -1001",
+    "2**3.0": "non-integer power",
+    "2**0.5": "non-integer power",
+    "2**(1 + 1)": "non-integer power",
+    "2**2**2": "non-integer power",
+    "(" * 500 + "1" + ")" * 500: "nested too deeply",
+    "-" * 2000 + "1": "nested too deeply",
+    "-(" * 60 + "1" + ")" * 60: "nested too deeply",
+    "+".join(["1"] * 600): "too long",
+    "1" * 1001: "more than 1000 characters",
+    "x + 1": "'x' is not a number",
+    "sin(2)": "'sin' is not a number",
+    "__import__('os')": "cannot parse",
+    "2^3": "'^'",
+    "5 % 2": "'%'",
+    "1_000": "cannot parse",
+    "1.2.3": "more than one decimal point",
+    "1 +\n2": "unexpected character",
+    "1,5": "unexpected character",
+    "3\u00a0+ 4": "unexpected character",  # a no-break space
+    "2 +* 3": "",
+    "(1 + 2": "",
+    "1 + 2)": "",
+    "()": "",
+    "2(3)": "",
+    "(1)(2)": "",
+    "1 2": "",
+    "*2": "",
+    "1 +": "",
+    "1/(2-2)": "division by zero",
+    "6 / (5 / (1 - 1))": "division by zero",
+    "10**101": "outside the supported range",
+    "((9**10)**10)**10": "outside the supported range",
+    "1" + "0" * 101: "outside the supported range",
+}
+
+
+@pytest.mark.parametrize("text", REJECTED,
+                         ids=[repr(t) if len(t) < 30 else f"{t[:12]!r}...{len(t)}" for t in REJECTED])
+def test_both_paths_reject_the_same_texts_quickly_with_one_line(text):
+    quoted = repr(text) if len(text) <= 80 else repr(text[:60])
+    paths = [lambda: plan_arrays(build_plan(parse_text(text)), 4, where=quote(text)),
+             lambda: expression_to_tensors(text, 4)]
+    if "range" not in REJECTED[text]:  # exact_value has no range: 10**101 has a value
+        paths.append(lambda: exact_value(text))
+    for path in paths:
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as info:
+            path()
+        assert time.perf_counter() - start < 1.0, text
+        message = str(info.value)
+        assert "\n" not in message and quoted in message and REJECTED[text] in message, message
+
+
+@pytest.mark.parametrize("nest", [lambda k: "(" * k + "1" + ")" * k, lambda k: "-" * k + "1",
+                                  lambda k: "-(" * (k // 2) + "1" + ")" * (k // 2),
+                                  lambda k: "2 * " + "(" * (k - 1) + "-1 - 2" + ")" * (k - 1)],
+                         ids=["parentheses", "unary minus", "negated groups", "mixed"])
+def test_nesting_limit_is_the_same_on_both_paths(nest):
+    for text, ok in ((nest(MAX_NESTING), True), (nest(MAX_NESTING + 2), False)):
+        for path in (lambda: plan_arrays(build_plan(parse_text(text)), 4),
+                     lambda: expression_to_tensors(text, 4)):
+            if ok:
+                path()
+            else:
+                with pytest.raises(ValueError, match="nested too deeply"):
+                    path()
+
+
+def test_human_written_file():
+    path = make_human_written.PATH
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 300 and len(set(lines)) == 300
+    assert lines == make_human_written.make_lines()  # the script writes exactly this file
+    maker = ExampleMaker(StreamConfig())
+    forms = dict.fromkeys(make_human_written.FORMS, 0)
+    for text in lines:
+        assert split_of(text) == "val", text
+        make_human_written.check_line(text, maker)  # both paths, identical tensors, dag_depth=4, digits
+        n_literals = len(_LITERAL.findall(text))
+        n_binary = len(re.findall(r"[\d.)]\s*[-+*/]", text))
+        assert n_binary == n_literals - 1 <= 3, text
+        literals = _LITERAL.findall(text)
+        forms["trailing_zeros"] += any("." in x and x.endswith("0") for x in literals)
+        forms["no_spaces"] += bool(re.search(r"[\d.)][-+*/]", text)) and " " not in text
+        forms["extra_spaces"] += "( " in text
+        forms["minus_literal"] += bool(re.search(r"(^|[-+*/(]\s*)-[\d.]", text))
+        forms["minus_group"] += bool(re.search(r"-\(", text))
+        forms["double_negation"] += bool(re.search(r"-\s*-|-\(-", text))
+        forms["redundant_parens"] += bool(re.search(r"\(\s*[\d.]+\s*\)|\(\(", text))
+        forms["mixed_int_float"] += any("." in x for x in literals) and any("." not in x for x in literals)
+    assert min(forms.values()) >= 30, forms
 
 
 @pytest.mark.parametrize("text, end, expected", [
