@@ -191,14 +191,14 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> Non
     - if a drawn expression's target needs an operand coefficient |O| above
       max_coefficient, which the model's coefficient classes -C..C cannot say.
     A sample, not a bound: a depth whose expressions mostly fit passes even if a few
-    are skipped. Skipped unless the config holds every StreamConfig field it needs."""
+    are skipped. Skipped unless the config sets dag_depth, block_size and max_coefficient."""
     from data.dagset.generate_expression import generate_expression
     from data.dagset.streaming import ExampleMaker, StreamConfig
 
     names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
-    if not all(k in config for k in names) or "max_coefficient" not in config:
+    if not all(k in config for k in ("dag_depth", "block_size", "max_coefficient")):
         return
-    cfg = StreamConfig(**{k: config[k] for k in names})
+    cfg = StreamConfig(**{k: config[k] for k in names if k in config})  # StreamConfig's defaults for the rest
     maker = ExampleMaker(cfg)
     max_coefficient, worst = 0, None
     for depth in range(cfg.min_expr_depth, cfg.max_expr_depth + 1):

@@ -26,9 +26,10 @@ from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
 from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
+from models.dag_heads import Literals
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import final_token_metrics, relative_error
+from predictor_utils import final_token_metrics, relative_error, wilson_interval
 
 # -----------------------------------------------------------------------------
 out_dir = "out-predictor"
@@ -88,10 +89,29 @@ except ValueError as e:
 maker = ExampleMaker(stream_cfg)
 
 
+# per-example yes/no metrics, reported with a 95% interval; the others are per-element fractions
+RATES = ("exact", "close", "structure", "values")
+
+
 def summary(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """n and the mean of each metric over a list of final_token_metrics results."""
+    """n, the mean of each metric over a list of final_token_metrics results, and the
+    95% Wilson interval (<name>_low, <name>_high) of each yes/no rate."""
     joined = {k: torch.cat([m[k] for m in metrics]) for k in metrics[0]}
-    return {"n": len(joined["exact"])} | {k: v.mean().item() for k, v in joined.items()}
+    n = len(joined["exact"])
+    row = {"n": n} | {k: v.mean().item() for k, v in joined.items()}
+    for k in RATES:
+        row[f"{k}_low"], row[f"{k}_high"] = wilson_interval(joined[k].sum().item(), n)
+    return row
+
+
+def table(rows: dict[str, dict]) -> None:
+    """Print rows of summary() results: each rate with its 95% interval."""
+    names = [k for k in rows["all"] if k != "n" and not k.endswith(("_low", "_high"))]
+    print(f"{'depth':>5} {'n':>5} " + " ".join(f"{k:>19}" if k in RATES else f"{k:>6}" for k in names))
+    for label, row in rows.items():
+        cells = [f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]" if k in RATES else f"{row[k]:6.3f}"
+                 for k in names]
+        print(f"{label:>5} {row['n']:>5} " + " ".join(cells))
 
 
 @torch.no_grad()
@@ -103,7 +123,7 @@ def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
         # the last batch is cut at n_per_depth, so batch_size does not change the set
         batch = {k: v[: n_per_depth - b * batch_size].to(device)
                  for k, v in make_batch(depth_maker, "val", b, batch_size).items()}
-        pred = model(batch["idx"])
+        pred = model(batch["idx"], Literals.from_batch(batch))
         parts.append(final_token_metrics(pred, batch, model.execute(*pred.hard())))
     return parts
 
@@ -111,11 +131,8 @@ def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
 def evaluate_held_out() -> dict:
     parts = {str(d): held_out_metrics(d) for d in range(stream_cfg.min_expr_depth, stream_cfg.max_expr_depth + 1)}
     rows = {d: summary(p) for d, p in parts.items()} | {"all": summary([m for p in parts.values() for m in p])}
-    names = [k for k in rows["all"] if k != "n"]
-    print(f"{n_per_depth} validation examples per expression depth, seed {seed}")
-    print(f"{'depth':>5} {'n':>6} " + " ".join(f"{k:>6}" for k in names))
-    for label, row in rows.items():
-        print(f"{label:>5} {row['n']:>6} " + " ".join(f"{row[k]:6.3f}" for k in names))
+    print(f"{n_per_depth} validation examples per expression depth, seed {seed}; rates with 95% Wilson intervals")
+    table(rows)
     return {"by_depth": {d: rows[d] for d in parts}, "all": rows["all"]}
 
 
@@ -127,7 +144,8 @@ def checked(text: str) -> tuple[list[int], dict[str, np.ndarray]]:
     # learned. conversion.py's SymPy parser is no fit here: it runs its input as Python,
     # and it folds numeric groups under a unary minus, as "-(0.1 + 0.2)" -> one Float.
     plan = build_plan(parse_text(text))
-    for mag, _ in plan.values:
+    # a copy head copies any literal; a digit head writes only max_digits.max_decimal_places
+    for mag, _ in plan.values if cfg.value_head == "digits" else ():
         if mag >= 10 ** cfg.max_digits:
             raise ValueError(f"{text!r} has a literal with more than max_digits={cfg.max_digits} integer digits")
         if (mag * 10 ** cfg.max_decimal_places).denominator != 1:
@@ -153,7 +171,7 @@ def last_target(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[to
 def predict(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[torch.Tensor, ...], float, dict]:
     """(hard DAG after the last token, its executed value, final_token_metrics)."""
     batch = {k: torch.from_numpy(v[:n_tokens])[None].to(device) for k, v in example.items()}
-    pred = model(batch["idx"])
+    pred = model(batch["idx"], Literals.from_batch(batch))
     hard = pred.hard()
     executed = model.execute(*hard)
     return tuple(t[:, -1:] for t in hard), executed[0, -1].item(), final_token_metrics(pred, batch, executed)
@@ -188,8 +206,8 @@ def evaluate_file(path: str) -> dict:
         print(f"{r['expression']:<{width}} {r['predicted']:>16.12g} {r['true']:>16.12g} "
               f"{'yes' if r['exact'] else 'no':>5} {'yes' if r['close'] else 'no':>5}")
     total = summary(parts)
-    print(f"{total['n']} expressions: exact {round(total['exact'] * total['n'])} ({total['exact']:.3f}), "
-          f"close {round(total['close'] * total['n'])} ({total['close']:.3f})")
+    print(f"{total['n']} expressions, rates with 95% Wilson intervals:")
+    table({"all": total})
     return {"expressions": records, "all": total}
 
 

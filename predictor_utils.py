@@ -1,28 +1,18 @@
 """Losses and training utilities for the DAG predictor.
 
-The loss has one component per part of the DAG, averaged over valid positions only
-(the dataset's mask): digits of the input magnitudes, input signs, operand
-coefficients, domain gates, and the executed value against the exact one.
+The loss has one term per part of the DAG (each component in models/dag_heads.py owns
+its own), averaged over valid positions only (the dataset's mask): input values, input
+signs, operand coefficients, domain gates, and the executed value against the exact one.
 """
 import math
 
 import torch
 import torch.nn.functional as F
 
+from models.dag_heads import causal_coef_mask
 from models.dag_model import DAGPrediction
 
 LOSS_NAMES = ("mag", "sign", "op", "gate", "exec")
-
-
-def digit_targets(V_mag: torch.Tensor, max_digits: int, max_decimal_places: int) -> torch.Tensor:
-    """Decimal digits, most significant first, of input magnitudes (..., D) float64 ->
-    (..., D, max_digits + max_decimal_places) int64. ValueError if one does not fit."""
-    scaled = torch.round(V_mag * 10.0 ** max_decimal_places).to(torch.int64)
-    n = max_digits + max_decimal_places
-    if (scaled >= 10 ** n).any():
-        raise ValueError(f"an input value has more than max_digits={max_digits} integer digits")
-    powers = 10 ** torch.arange(n - 1, -1, -1, device=V_mag.device)  # (n,)
-    return (scaled.unsqueeze(-1) // powers) % 10
 
 
 def signed_log(x: torch.Tensor) -> torch.Tensor:
@@ -30,43 +20,32 @@ def signed_log(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
 
 
-def _causal_coef_mask(D: int, device) -> torch.Tensor:
-    # step k may only read nodes 0 .. D+k-1; the rest of O is never executed
-    return torch.arange(2 * D, device=device)[None, :] < (D + torch.arange(D, device=device))[:, None]  # (D, 2D)
-
-
-def dag_losses(pred: DAGPrediction, batch: dict, executed: torch.Tensor, max_digits: int) -> dict[str, torch.Tensor]:
-    """Per-component losses (scalars) over the valid positions of a batch.
-
-    executed (B, T) is the executor's value of pred.soft(); batch holds the dataset's
-    V_mag, V_sign, O, G, value, mask tensors."""
+def dag_losses(pred: DAGPrediction, batch: dict, executed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-component losses (scalars) over the valid positions of a batch: each
+    component's own loss, and `exec` between executed (B, T), the executor's value of
+    pred.soft(), and the exact value. batch holds the dataset's tensors."""
     mask = batch["mask"]  # (B, T)
-    D = pred.gate_logits.shape[-1]
     n_valid = mask.sum().clamp(min=1)
 
     def masked_mean(per_position: torch.Tensor) -> torch.Tensor:
         return (per_position * mask).sum() / n_valid
 
-    digits = digit_targets(batch["V_mag"][..., :D], max_digits, pred.max_decimal_places)  # (B, T, D, n)
-    mag = F.cross_entropy(pred.digit_logits.flatten(0, -2), digits.flatten(), reduction="none")
-    mag = mag.view(digits.shape).mean(dim=(-1, -2))  # (B, T)
-    negative = (batch["V_sign"][..., :D] < 0).to(pred.sign_logits.dtype)
-    sign = F.binary_cross_entropy_with_logits(pred.sign_logits, negative, reduction="none").mean(-1)
-    C = (pred.coef_logits.shape[-1] - 1) // 2
-    coef_class = (batch["O"].round().to(torch.int64) + C).clamp(0, 2 * C)  # (B, T, D, 2D)
-    op = F.cross_entropy(pred.coef_logits.flatten(0, -2), coef_class.flatten(), reduction="none")
-    causal = _causal_coef_mask(D, op.device).to(op.dtype)
-    op = (op.view(coef_class.shape) * causal).sum(dim=(-1, -2)) / causal.sum()
-    gate = F.binary_cross_entropy_with_logits(
-        pred.gate_logits, batch["G"].to(pred.gate_logits.dtype), reduction="none").mean(-1)
+    losses = {name: masked_mean(part.loss(pred.logits[name], batch)) for name, part in pred.components.items()}
     exec_loss = F.smooth_l1_loss(signed_log(executed), signed_log(batch["value"]), reduction="none")
-    return {
-        "mag": masked_mean(mag),
-        "sign": masked_mean(sign),
-        "op": masked_mean(op),
-        "gate": masked_mean(gate),
-        "exec": masked_mean(exec_loss.to(mag.dtype)),
-    }
+    losses["exec"] = masked_mean(exec_loss.to(losses["mag"].dtype))
+    return losses
+
+
+def loss_weights_of(config: dict) -> dict[str, float]:
+    """The `<name>_weight` config value of every loss component; ValueError naming a
+    missing or negative one."""
+    weights = {}
+    for name in LOSS_NAMES:
+        w = config.get(f"{name}_weight")
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+            raise ValueError(f"{name}_weight must be a number >= 0, got {w!r}")
+        weights[name] = float(w)
+    return weights
 
 
 def total_loss(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -100,21 +79,34 @@ def relative_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 def final_token_metrics(pred: DAGPrediction, batch: dict, executed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-example (B,) metrics at the last valid token, where the whole expression has
     been read: exact (rel. error <= 1e-6) and close (<= 1e-2) execution of the hard DAG
-    `executed` (B, T), and sign / operand / gate accuracy of the hard prediction
-    (fraction of input nodes, of causally readable O entries, of steps)."""
+    `executed` (B, T); structure (every sign, readable coefficient and gate right) and
+    values (every input value right), so one sees which part fails; and the fraction of
+    input signs, causally readable O entries and steps that are right."""
     mask = batch["mask"]
     B, T = mask.shape
     last = (torch.arange(T, device=mask.device) * mask).argmax(-1)  # (B,)
     rows = torch.arange(B, device=mask.device)
-    D = pred.gate_logits.shape[-1]
-    _, V_sign, O, G = pred.hard()
+    V_mag, V_sign, O, G = (t[rows, last] for t in pred.hard())
+    D = G.shape[-1]
     err = relative_error(executed[rows, last], batch["value"][rows, last])
-    causal = _causal_coef_mask(D, O.device)
-    op_ok = (O[rows, last] == batch["O"][rows, last].round()) & causal
+    causal = causal_coef_mask(D, O.device)
+    sign_ok = V_sign[:, :D] == batch["V_sign"][rows, last, :D]  # (B, D)
+    op_ok = (O == batch["O"][rows, last].round()) | ~causal  # (B, D, 2D)
+    gate_ok = G == batch["G"][rows, last]  # (B, D)
     return {
         "exact": (err <= 1e-6).double(),
         "close": (err <= 1e-2).double(),
-        "sign": (V_sign[rows, last, :D] == batch["V_sign"][rows, last, :D]).double().mean(-1),
-        "op": op_ok.sum(dim=(-1, -2)).double() / causal.sum(),
-        "gate": (G[rows, last] == batch["G"][rows, last]).double().mean(-1),
+        "structure": (sign_ok.all(-1) & op_ok.flatten(1).all(-1) & gate_ok.all(-1)).double(),
+        "values": (V_mag[:, :D] == batch["V_mag"][rows, last, :D]).all(-1).double(),
+        "sign": sign_ok.double().mean(-1),
+        "op": (op_ok & causal).sum(dim=(-1, -2)).double() / causal.sum(),
+        "gate": gate_ok.double().mean(-1),
     }
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a rate successes / n (n >= 1)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

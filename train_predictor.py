@@ -25,9 +25,11 @@ from checkpoint import (OutDirError, check_resumable, checkpoint_iters, failed_s
 from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.streaming import DAGStream, StreamConfig, make_batch, ExampleMaker
-from models.dag_model import GPTConfig
+from models.dag_heads import Literals
+from models.dag_model import BACKBONE_KEYS, HEAD_KEYS, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import LOSS_NAMES, dag_losses, final_token_metrics, first_non_finite, get_lr, total_loss
+from predictor_utils import (LOSS_NAMES, dag_losses, final_token_metrics, first_non_finite, get_lr,
+                             loss_weights_of, total_loss)
 
 # -----------------------------------------------------------------------------
 # default config values: a tiny model that learns on a laptop CPU in minutes
@@ -56,6 +58,12 @@ max_expr_depth = 3
 p_unary_minus = 0.2
 p_parens = 0.2
 p_power = 0.0
+# the forms people also write (generate_expression.py): 0 = the generator's plain style
+p_trailing_zeros = 0.0
+p_no_spaces = 0.0
+p_space_in_parens = 0.0
+p_neg_group = 0.0
+p_redundant_parens = 0.0
 # model
 n_layer = 4
 n_head = 4
@@ -63,6 +71,8 @@ n_embd = 128
 dropout = 0.0
 bias = False
 dag_depth = 4
+value_head = "copy"  # 'copy': point at the text's literals; 'digits': write each value's digits
+literal_embedding = True  # each token's literal index is added to its embedding
 max_coefficient = 3
 # loss weights
 mag_weight = 1.0
@@ -137,10 +147,10 @@ if ptdtype is None:
 ctx = nullcontext() if device_type == "cpu" else torch.autocast(device_type=device_type, dtype=ptdtype)
 
 # model init
-model_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout", "dag_depth",
-              "max_digits", "max_decimal_places", "max_coefficient")
+model_keys = tuple(k for k in BACKBONE_KEYS + HEAD_KEYS if k != "vocab_size")
 data_keys = ("batch_size", "gradient_accumulation_steps", "min_expr_depth", "max_expr_depth",
-             "p_unary_minus", "p_parens", "p_power", "seed")
+             "p_unary_minus", "p_parens", "p_power", "p_trailing_zeros", "p_no_spaces", "p_space_in_parens",
+             "p_neg_group", "p_redundant_parens", "seed")
 iter_num, best_val_loss, checkpoint = 0, 1e9, None
 if init_from == "scratch":
     model_args = {k: globals()[k] for k in model_keys} | {"vocab_size": 50304}
@@ -159,10 +169,10 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
     # the data settings follow the checkpoint too, so the run goes on with the stream it
     # had, unless the command line or config file sets them again
     for k in data_keys:
-        if k in overridden and config[k] != checkpoint["config"][k]:
-            print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'][k]!r}")
+        if k in overridden and config[k] != checkpoint["config"].get(k):
+            print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'].get(k)!r}")
         elif k not in overridden:
-            config[k] = globals()[k] = checkpoint["config"][k]
+            config[k] = globals()[k] = checkpoint["config"].get(k, config[k])
     try:
         model = PredictorOnlyModel(GPTConfig(**model_args))
         model.load_state_dict(checkpoint["model"])
@@ -170,7 +180,7 @@ elif init_from in ("resume", "latest") or init_from.endswith(".pt"):
         fail(f"{ckpt_path!r} does not fit the model its model_args describe: {one_line(e)}")
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
 else:
-    overrides = {k: globals()[k] for k in ("dropout", "dag_depth", "max_digits", "max_decimal_places", "max_coefficient")}
+    overrides = {k: globals()[k] for k in HEAD_KEYS}
     try:
         model = PredictorOnlyModel.from_pretrained(init_from, overrides)
     except (ValueError, OSError) as e:
@@ -182,7 +192,7 @@ else:
     model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
 # a checkpoint or GPT-2 decides the model's shape: the data and the saved config follow it
 for k in model_keys:
-    config[k] = globals()[k] = model_args[k]
+    config[k] = globals()[k] = getattr(model.config, k)
 if init_from != "scratch":
     try:
         validate_config(config)
@@ -211,14 +221,19 @@ if compile:
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
-loss_weights = {name: globals()[f"{name}_weight"] for name in LOSS_NAMES}
+try:
+    loss_weights = loss_weights_of(config)
+except ValueError as e:
+    fail(str(e))
 
 # data: micro-batch j of this rank is batch j * world_size + rank of the train split
 try:
     stream_cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
                               max_decimal_places=max_decimal_places, min_expr_depth=min_expr_depth,
                               max_expr_depth=max_expr_depth, p_unary_minus=p_unary_minus,
-                              p_parens=p_parens, p_power=p_power, seed=seed)
+                              p_parens=p_parens, p_power=p_power, p_trailing_zeros=p_trailing_zeros,
+                              p_no_spaces=p_no_spaces, p_space_in_parens=p_space_in_parens,
+                              p_neg_group=p_neg_group, p_redundant_parens=p_redundant_parens, seed=seed)
 except ValueError as e:
     fail(str(e))
 train_stream = DAGStream(stream_cfg, "train", batch_size, start=iter_num * gradient_accumulation_steps,
@@ -244,9 +259,9 @@ def to_device(batch: dict) -> dict:
 
 def step_losses(net: torch.nn.Module, batch: dict):
     with ctx:
-        pred = net(batch["idx"])
+        pred = net(batch["idx"], Literals.from_batch(batch))
     executed = raw_model.execute(*pred.soft())
-    losses = dag_losses(pred, batch, executed, raw_model.config.max_digits)
+    losses = dag_losses(pred, batch, executed)
     return pred, losses
 
 
@@ -306,7 +321,8 @@ def eval_and_save(iter_num: int, final: bool = False) -> None:
     global best_val_loss
     val = evaluate_val()
     print(f"iter {iter_num}: val loss {val['total']:.4f} | " + " ".join(f"{k} {val[k]:.4f}" for k in LOSS_NAMES)
-          + f" | final-token exact {val['acc_exact']:.3f} close {val['acc_close']:.3f}")
+          + f" | final-token exact {val['acc_exact']:.3f} structure {val['acc_structure']:.3f} "
+          f"values {val['acc_values']:.3f} | {(time.time() - run_start) / 60:.2f} min")
     fail_non_finite("val", val, iter_num)
     if wandb_log:
         wandb.log({"iter": iter_num, "lr": lr, **{f"val/{k}": v for k, v in val.items()}})
@@ -339,6 +355,7 @@ if eval_only:
     sys.exit(0)
 
 t0, data_wait, timed_iters = time.time(), 0.0, 0
+run_start = t0  # evaluation lines report the minutes since (plot_curve.py reads them)
 while iter_num < max_iters:
     lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
     for group in optimizer.param_groups:

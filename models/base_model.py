@@ -126,24 +126,17 @@ class Backbone(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def get_num_params(self, non_embedding: bool = True) -> int:
-        """
-        Number of parameters. With non_embedding, the position embeddings are
-        left out; the token embeddings stay in because they double as lm_head.
-        """
-        n_params = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n_params -= self.wpe.weight.numel()
-        return n_params
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, extra_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states of idx (B, T); extra_emb (B, T, C), if given, is added to the
+        token and position embeddings (per-token features read off the text)."""
         b, t = idx.size()
         if t > self.config.block_size:
             raise ValueError(f"Cannot forward sequence of length {t}, block size is only {self.config.block_size}")
         pos = torch.arange(0, t, dtype=torch.long, device=idx.device)  # (T,)
         tok_emb = self.wte(idx)  # (B, T, C)
         pos_emb = self.wpe(pos)  # (T, C)
-        x = self.drop(tok_emb + pos_emb)  # (B, T, C)
+        x = tok_emb + pos_emb if extra_emb is None else tok_emb + pos_emb + extra_emb
+        x = self.drop(x)  # (B, T, C)
         for block in self.h:
             x = block(x)
         return self.ln_f(x)  # (B, T, C)
@@ -177,9 +170,9 @@ def configure_optimizers(
         {"params": decay_params, "weight_decay": weight_decay},
         {"params": nodecay_params, "weight_decay": 0.0},
     ]
-    # the fused kernel is much faster, but only exists for cuda
-    fused_available = "fused" in inspect.signature(torch.optim.AdamW).parameters
-    use_fused = fused_available and device_type == "cuda"
+    # the fused kernel updates all parameters in one pass: on a 2-core CPU it is ~10x
+    # faster than the default per-tensor loop (torch >= 2.4 has it for the CPU too)
+    use_fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cuda", "cpu")
     extra_args = dict(fused=True) if use_fused else dict()
     return torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
 

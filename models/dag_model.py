@@ -4,7 +4,7 @@ DAGPlanPredictor maps each position's hidden state to the fixed-size DAG tensors
 (V_mag, V_sign, O, G) that DAGExecutor (models/dag_executor.py) runs in float64, and GPT
 is the nanoGPT backbone plus these heads (with dag_depth=0, exactly a plain nanoGPT GPT).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
 from models.dag_executor import DAGExecutor
+from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Signs
 
 @dataclass
 class GPTConfig:
@@ -23,96 +24,68 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     dag_depth: int = 0  # 0: a plain GPT without DAG heads
-    max_digits: int = 4  # integer digits of an input value the heads can write
+    value_head: str = "digits"  # how input values are written: 'digits' or 'copy' (models/dag_heads.py)
+    max_digits: int = 4  # integer digits of an input value the digit head can write
     max_decimal_places: int = 4
     max_coefficient: int = 3  # operand coefficients are classes -C..C
+    literal_embedding: bool = False  # add an embedding of each token's literal index to its input
+
+    def __post_init__(self):
+        if self.value_head not in VALUE_HEADS:
+            raise ValueError(f"value_head must be one of {sorted(VALUE_HEADS)}, got {self.value_head!r}")
+
+
+# GPTConfig fields that a checkpoint or a GPT-2 backbone decides; the rest belong to the heads
+BACKBONE_KEYS = ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "bias")
+HEAD_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name not in BACKBONE_KEYS)
+MAX_LITERALS = 32  # literal-index embeddings; later literals share the last one
 
 
 @dataclass
 class DAGPrediction:
-    """Head outputs for every position, as logits.
+    """The heads' logits for every position (one entry per component, by name), with
+    the components and the text's literals needed to decode them."""
 
-    digit_logits (B, T, D, n_digits, 10): decimal digits of each input node's magnitude,
-    most significant first; sign_logits (B, T, D): > 0 means negative;
-    coef_logits (B, T, D, 2D, 2C+1): class c means coefficient c - C;
-    gate_logits (B, T, D): > 0 means the linear domain.
-    """
+    logits: dict[str, torch.Tensor]
+    components: dict[str, nn.Module]
+    literals: Literals
 
-    digit_logits: torch.Tensor
-    sign_logits: torch.Tensor
-    coef_logits: torch.Tensor
-    gate_logits: torch.Tensor
-    max_decimal_places: int
-
-    def _place_values(self) -> torch.Tensor:
-        n = self.digit_logits.shape[-2]
-        exps = torch.arange(n - 1, -1, -1, device=self.digit_logits.device) - self.max_decimal_places
-        return torch.pow(10.0, exps.to(torch.float64))  # (n_digits,)
-
-    def _expand(self, mag: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode(self, how: str) -> tuple[torch.Tensor, ...]:
+        part = {name: getattr(c, how)(self.logits[name], self.literals) for name, c in self.components.items()}
+        mag, sign = part["mag"], part["sign"]  # (B, T, D) each
         # intermediate nodes are computed by the executor; their input slots stay 0 / +1
-        return F.pad(mag, (0, mag.shape[-1])), F.pad(sign, (0, sign.shape[-1]), value=1.0)
+        return F.pad(mag, (0, mag.shape[-1])), F.pad(sign, (0, sign.shape[-1]), value=1.0), part["op"], part["gate"]
 
     def soft(self) -> tuple[torch.Tensor, ...]:
-        """Differentiable (V_mag, V_sign, O, G): expected digits and coefficients, tanh
-        signs and sigmoid gates, in float64 for the executor."""
-        digits = torch.arange(10, device=self.digit_logits.device, dtype=torch.float64)
-        probs = self.digit_logits.double().softmax(-1)  # (B, T, D, n_digits, 10)
-        mag = (probs @ digits) @ self._place_values()  # (B, T, D)
-        sign = torch.tanh(-self.sign_logits.double())
-        C = (self.coef_logits.shape[-1] - 1) // 2
-        coefs = torch.arange(-C, C + 1, device=mag.device, dtype=torch.float64)
-        O = self.coef_logits.double().softmax(-1) @ coefs  # (B, T, D, 2D)
-        G = torch.sigmoid(self.gate_logits.double())
-        return (*self._expand(mag, sign), O, G)
+        """Differentiable (V_mag, V_sign, O, G) in float64 for the executor: expected
+        values and coefficients, tanh signs and sigmoid gates."""
+        return self._decode("soft")
 
     def hard(self) -> tuple[torch.Tensor, ...]:
-        """The discrete DAG the heads describe: argmax digits and coefficients, +-1
-        signs, 0/1 gates. Magnitudes are integer / 10^places, so exact decimals."""
-        digits = self.digit_logits.argmax(-1).to(torch.float64)  # (B, T, D, n_digits)
-        n = digits.shape[-1]
-        weights = torch.pow(10.0, torch.arange(n - 1, -1, -1, device=digits.device, dtype=torch.float64))
-        mag = (digits @ weights) / 10.0 ** self.max_decimal_places  # (B, T, D)
-        sign = torch.where(self.sign_logits > 0, -1.0, 1.0).double()
-        C = (self.coef_logits.shape[-1] - 1) // 2
-        O = (self.coef_logits.argmax(-1) - C).double()
-        G = (self.gate_logits > 0).double()
-        return (*self._expand(mag, sign), O, G)
+        """The discrete DAG the heads describe: argmax values and coefficients, +-1
+        signs, 0/1 gates."""
+        return self._decode("hard")
 
 
 class DAGPlanPredictor(nn.Module):
-    """Heads from hidden states (B, T, n_embd) to a DAGPrediction.
+    """Heads from hidden states (B, T, n_embd) to a DAGPrediction: a shared hidden
+    layer, then one component per part of the DAG (models/dag_heads.py).
 
-    Values are predicted as decimal digits, not as magnitudes or log-magnitudes: the
-    model reads its inputs as digit tokens, so copying digits is a classification it
-    can get exactly right, and argmax digits give the exact decimal. A regressed
-    (log-)magnitude would need 1e-9 relative precision from a float32 network to
-    execute exactly. Operand coefficients are classes for the same reason.
-    """
+    Values and operand coefficients are classes, not regressions: argmax gives exact
+    digits, literals and integer coefficients, while a regressed (log-)magnitude would
+    need 1e-9 relative precision from a float32 network to execute exactly."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        D, C = config.dag_depth, config.max_coefficient
-        self.D, self.n_digits, self.n_coefs = D, config.max_digits + config.max_decimal_places, 2 * C + 1
-        self.max_decimal_places = config.max_decimal_places
-        self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(approximate="tanh"))
         hidden = 4 * config.n_embd
-        self.digits = nn.Linear(hidden, D * self.n_digits * 10)
-        self.signs = nn.Linear(hidden, D)
-        self.coefs = nn.Linear(hidden, D * 2 * D * self.n_coefs)
-        self.gates = nn.Linear(hidden, D)
+        self.mlp = nn.Sequential(nn.Linear(config.n_embd, hidden), nn.GELU(approximate="tanh"))
+        parts = (VALUE_HEADS[config.value_head], Signs, Coefficients, Gates)
+        self.parts = nn.ModuleDict({cls.name: cls(config, hidden) for cls in parts})
 
-    def forward(self, hidden: torch.Tensor) -> DAGPrediction:
-        B, T, _ = hidden.shape
-        D = self.D
+    def forward(self, hidden: torch.Tensor, literals: Literals) -> DAGPrediction:
         h = self.mlp(hidden)  # (B, T, 4 * n_embd)
-        return DAGPrediction(
-            digit_logits=self.digits(h).view(B, T, D, self.n_digits, 10),
-            sign_logits=self.signs(h),
-            coef_logits=self.coefs(h).view(B, T, D, 2 * D, self.n_coefs),
-            gate_logits=self.gates(h),
-            max_decimal_places=self.max_decimal_places,
-        )
+        logits = {name: part(h, literals) for name, part in self.parts.items()}
+        return DAGPrediction(logits, dict(self.parts.items()), literals)
 
 
 class GPT(nn.Module):
@@ -126,8 +99,12 @@ class GPT(nn.Module):
         if config.dag_depth > 0:
             self.dag_predictor = DAGPlanPredictor(config)
             self.executor = DAGExecutor(config.dag_depth)
+            if config.literal_embedding:
+                self.literal_emb = nn.Embedding(MAX_LITERALS + 1, config.n_embd)
             for m in self.dag_predictor.modules():
                 self.transformer._init_weights(m)
+            if config.literal_embedding:
+                self.transformer._init_weights(self.literal_emb)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         x = self.transformer(idx)  # (B, T, C)
@@ -137,18 +114,19 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
-    def predict_dag(self, idx: torch.Tensor) -> DAGPrediction:
+    def predict_dag(self, idx: torch.Tensor, literals: Literals) -> DAGPrediction:
+        """The DAG heads' prediction at every position of idx (B, T), whose text's
+        literals (Literals.from_batch) the heads may read."""
         if self.config.dag_depth == 0:
             raise ValueError("this model has dag_depth=0: it has no DAG heads")
-        return self.dag_predictor(self.transformer(idx))
+        # the literal index is read off the text, like the tokens: place in the
+        # expression that GPT-2's context-dependent number splits do not give
+        extra = self.literal_emb(literals.index.clamp(max=MAX_LITERALS)) if self.config.literal_embedding else None
+        return self.dag_predictor(self.transformer(idx, extra), literals)
 
     def execute(self, V_mag, V_sign, O, G) -> torch.Tensor:
         """(B, T) float64 values of DAG tensors, e.g. DAGPrediction.hard()."""
         return self.executor(V_mag, V_sign, O, G)
-
-    def get_num_params(self, non_embedding: bool = True) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas, device_type: str):
         return configure_optimizers(self, weight_decay, learning_rate, betas, device_type)
@@ -158,7 +136,7 @@ class GPT(nn.Module):
         """GPT-2 weights (gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a local Hugging
         Face GPT-2 directory) in the backbone; DAG heads, if any, start fresh."""
         override_args = override_args or {}
-        allowed = {"dropout", "dag_depth", "max_digits", "max_decimal_places", "max_coefficient"}
+        allowed = set(HEAD_KEYS)
         unknown = set(override_args) - allowed
         if unknown:
             raise ValueError(f"from_pretrained can only override {sorted(allowed)}, got {sorted(unknown)}")

@@ -3,16 +3,17 @@ the GPT backbone and DAG heads without the language-model head, so no (B, T, voc
 logits are ever computed."""
 import torch
 
+from models.dag_heads import Literals
 from models.dag_model import GPT, DAGPrediction, GPTConfig
 
 
 class PredictorOnlyModel(GPT):
-    """forward(idx (B, T)) -> DAGPrediction for every position."""
+    """forward(idx (B, T), literals) -> DAGPrediction for every position."""
 
     def __init__(self, config: GPTConfig):
         if config.dag_depth < 1:
             raise ValueError(f"a predictor-only model needs dag_depth >= 1, got {config.dag_depth}")
         super().__init__(config)
 
-    def forward(self, idx: torch.Tensor) -> DAGPrediction:
-        return self.predict_dag(idx)
+    def forward(self, idx: torch.Tensor, literals: Literals) -> DAGPrediction:
+        return self.predict_dag(idx, literals)

@@ -23,7 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(ROOT, "evaluate.py")
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dag_depth=3",
         "--max_expr_depth=2", "--num_workers=0", "--max_iters=3", "--eval_interval=3", "--eval_iters=1"]
-METRICS = ("exact", "close", "sign", "op", "gate")
+METRICS = ("exact", "close", "structure", "values", "sign", "op", "gate")
+RATES = ("exact", "close", "structure", "values")  # yes/no per example: printed with a 95% interval
+INTERVALS = tuple(f"{k}_{end}" for k in RATES for end in ("low", "high"))
 N_PER_DEPTH = 8
 
 
@@ -82,7 +84,12 @@ def test_held_out_table(held_out):
     rows = [line.split() for line in lines[header + 1:]]
     assert [row[0] for row in rows] == ["0", "1", "2", "all"]
     assert [int(row[1]) for row in rows] == [N_PER_DEPTH] * 3 + [3 * N_PER_DEPTH]
-    assert all(0 <= float(x) <= 1 for row in rows for x in row[2:])
+    for row in rows:  # a rate, then its interval "[low,high]" around it
+        assert len(row) == 2 + len(METRICS) + len(RATES)
+        for i in range(len(RATES)):
+            rate, (low, high) = float(row[2 + 2 * i]), map(float, row[3 + 2 * i].strip("[]").split(","))
+            assert 0 <= low <= rate <= high <= 1
+        assert all(0 <= float(x) <= 1 for x in row[2 + 2 * len(RATES):])
 
 
 def test_held_out_json(held_out, out_dir):
@@ -91,7 +98,8 @@ def test_held_out_json(held_out, out_dir):
     by_depth = result["by_depth"]
     assert list(by_depth) == ["0", "1", "2"]
     for row in [*by_depth.values(), result["all"]]:
-        assert list(row) == ["n", *METRICS] and all(0 <= row[k] <= 1 for k in METRICS)
+        assert list(row) == ["n", *METRICS, *INTERVALS] and all(0 <= row[k] <= 1 for k in METRICS)
+        assert all(row[f"{k}_low"] <= row[k] <= row[f"{k}_high"] for k in RATES)
     assert all(row["n"] == N_PER_DEPTH for row in by_depth.values())
     assert result["all"]["n"] == 3 * N_PER_DEPTH
     for k in METRICS:  # "all" pools the examples of every depth
@@ -139,7 +147,7 @@ def test_expressions_file(out_dir, tmp_path):
     assert result["all"]["n"] == 3
     for k in METRICS:
         assert result["all"][k] == pytest.approx(sum(r[k] for r in records) / 3)
-    assert "3 expressions: exact" in stdout
+    assert "3 expressions, rates with 95% Wilson intervals" in stdout
 
 
 def test_expr_shows_both_dags_and_values(out_dir):
@@ -177,9 +185,7 @@ BAD_EXPRESSIONS = {
     "python": ("__import__('os')", "cannot parse"),
     "too many tokens": (" ".join(["("] * 20 + ["1"] + [")"] * 20), "block_size=32"),
     "too many nodes": ("1 + 2 + 3 + 4", "dag_depth"),
-    "integer digits": ("12345 + 1", "max_digits=4"),
-    "huge literal": ("9" * 400, "max_digits=4"),
-    "decimals": ("1.23456 * 2", "max_decimal_places=4"),
+    "huge literal": ("9" * 400, "outside the supported range"),
     "power": ("2**5", "max_coefficient=3"),
     "division by zero": ("1 / (2 - 2)", "division by zero"),
 }
@@ -188,6 +194,32 @@ BAD_EXPRESSIONS = {
 @pytest.mark.parametrize("text, message", BAD_EXPRESSIONS.values(), ids=BAD_EXPRESSIONS)
 def test_bad_expression(out_dir, text, message):
     assert_one_line_error(run(f"--out_dir={out_dir}", f"--expr={text}"), message)
+
+
+@pytest.fixture(scope="module")
+def digits_out_dir(tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("digits"))
+    subprocess.run([sys.executable, os.path.join(ROOT, "train_predictor.py"), *TINY, "--value_head=digits",
+                    f"--out_dir={out}"], cwd=ROOT, env=os.environ.copy(), capture_output=True, check=True, timeout=120)
+    return out
+
+
+TOO_MANY_DIGITS = {
+    "integer digits": ("12345 + 1", "max_digits=4"),
+    "decimals": ("1.23456 * 2", "max_decimal_places=4"),
+}
+
+
+@pytest.mark.parametrize("text, message", TOO_MANY_DIGITS.values(), ids=TOO_MANY_DIGITS)
+def test_digit_head_refuses_literals_it_cannot_write(digits_out_dir, text, message):
+    assert_one_line_error(run(f"--out_dir={digits_out_dir}", f"--expr={text}"), message)
+
+
+@pytest.mark.parametrize("text", [t for t, _ in TOO_MANY_DIGITS.values()])
+def test_copy_head_reads_literals_of_any_length(out_dir, text):
+    code, stdout, stderr = run(f"--out_dir={out_dir}", f"--expr={text}")
+    assert code == 0, stderr
+    assert ("n0 = 12345" if text.startswith("12345") else "n0 = 1.23456") in stdout  # the target DAG's input
 
 
 @pytest.fixture(scope="module")

@@ -360,7 +360,8 @@ def test_batch_layout():
     b = make_batch(ExampleMaker(cfg), "val", 0, 5)
     shapes = {k: tuple(v.shape) for k, v in b.items()}
     assert shapes == {"idx": (5, 24), "V_mag": (5, 24, 6), "V_sign": (5, 24, 6), "O": (5, 24, 3, 6),
-                      "G": (5, 24, 3), "value": (5, 24), "mask": (5, 24), "depth": (5,)}
+                      "G": (5, 24, 3), "value": (5, 24), "mask": (5, 24), "V_src": (5, 24, 3),
+                      "lit_index": (5, 24), "lit_value": (5, 24), "lit_end": (5, 24), "depth": (5,)}
     assert b["V_mag"].dtype == torch.float64 and b["mask"].dtype == torch.bool
     assert b["mask"].any(-1).all()
     # each tensor contiguous, and one storage per dtype (one shared-memory segment each

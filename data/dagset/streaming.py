@@ -17,7 +17,9 @@ and a resumed run starts at its batch position. A text belongs to the validation
 iff crc32(text) % VAL_EVERY == 0, so the two splits never share an expression.
 """
 import zlib
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import tiktoken
@@ -111,14 +113,20 @@ class ExampleMaker:
             "G": np.ones((T, D)),
             "value": np.zeros(T),
             "mask": np.zeros(T, dtype=bool),
+            "V_src": np.full((T, D), -1, dtype=np.int64),
+            "lit_index": np.zeros(T, dtype=np.int64),
+            "lit_value": np.zeros(T),
+            "lit_end": np.zeros(T, dtype=bool),
         }
         ex["idx"][: len(tokens)] = tokens
         # prefix_target_text on lexemes: the text is lexed once, and a prefix's target is
         # its first k lexemes (trailing operators and "(" dropped) plus closing parens
         lexemes = lex(text)
         words = [w for w, _ in lexemes]
+        token_ends = self._token_ends(tokens)
+        literals = read_literals(lexemes, token_ends, ex)
         k, depth, last_k, last_t = 0, [0], -1, -1
-        for t, end in enumerate(self._token_ends(tokens)):
+        for t, end in enumerate(token_ends):
             if end < len(text) and text[end] in _NUMBER_CHARS and text[end - 1] in _NUMBER_CHARS:
                 continue  # inside a number
             while k < len(lexemes) and lexemes[k][1] <= end:
@@ -130,22 +138,57 @@ class ExampleMaker:
             if n == 0:
                 continue
             if n == last_k:  # e.g. "2.5 *" after "2.5": same DAG
-                for key in ("V_mag", "V_sign", "O", "G", "value"):
+                for key in ("V_mag", "V_sign", "O", "G", "value", "V_src"):
                     ex[key][t] = ex[key][last_t]
             else:
                 target = words[:n] + [")"] * depth[n]
                 try:
                     # where= names the whole text: a message is only needed if it fails
-                    V_mag, V_sign, O, G, value = plan_arrays(build_plan(parse_lexemes(target, text)), D, where=text)
+                    plan = build_plan(parse_lexemes(target, text))
+                    V_mag, V_sign, O, G, value = plan_arrays(plan, D, where=text)
                 except ValueError:  # a prefix can divide by zero: "6 / (0" of "6 / (0 + 3)"
                     if end == len(text):
                         raise
                     continue
                 ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = V_mag, V_sign, O, G
                 ex["value"][t] = float(value)
+                ex["V_src"][t, :len(plan.values)] = value_sources(plan.values, [x for x in literals if x[0] < n])
             ex["mask"][t] = True
             last_k, last_t = n, t
         return ex
+
+
+def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dict) -> list[tuple[int, Fraction, int]]:
+    """The text's literals as (lexeme index, magnitude, token where it ends), and, in ex,
+    each token's lit_index (1 + the index of the literal it belongs to, 0 for none) and
+    the lit_value / lit_end of the token where each literal ends."""
+    literals, t = [], 0
+    for k, (word, end) in enumerate(lexemes):
+        if word[0] not in _NUMBER_CHARS:
+            continue
+        start = end - len(word)
+        first = t = bisect_right(token_ends, start, lo=t)  # the token holding the literal's first char
+        t = bisect_left(token_ends, end, lo=t)  # ... and its last
+        ex["lit_index"][first:t + 1] = len(literals) + 1
+        mag = Fraction(word)
+        ex["lit_value"][t], ex["lit_end"][t] = float(mag), True
+        literals.append((k, mag, t))
+    return literals
+
+
+def value_sources(values: list[tuple[Fraction, int]], literals: list[tuple[int, Fraction, int]]) -> list[int]:
+    """For each input value of a DAG plan (text order), the token where its literal ends:
+    the next literal of that magnitude, so a -1 factor or an exponent, which are no
+    values, is passed over; -2 for a value the text does not hold (the 1 of x**-k)."""
+    sources, j = [], 0
+    for mag, _ in values:
+        hit = next((i for i in range(j, len(literals)) if literals[i][1] == mag), None)
+        if hit is not None:
+            j = hit + 1
+        else:  # out of text order only for the 1 that x**-k puts before x
+            hit = next((i for i, x in enumerate(literals) if x[1] == mag), None)
+        sources.append(-2 if hit is None else literals[hit][2])
+    return sources
 
 
 def split_of(text: str) -> str:

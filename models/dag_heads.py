@@ -1,0 +1,215 @@
+"""The DAG heads, one component per part of the DAG.
+
+Each component owns its output layer, its targets, its loss, its soft decoding (what the
+executor runs during training, differentiable) and its hard decoding (the discrete DAG
+for evaluation). A new encoding of a part is one new class here and one entry in its
+registry (VALUE_HEADS), chosen by a GPTConfig value (value_head='digits'|'copy').
+
+Every component's forward reads `h` (B, T, H), the heads' shared hidden layer, and the
+text's `Literals`; its loss is per position (B, T), masked by the caller.
+"""
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Literals(NamedTuple):
+    """What the text says about its literals, per token (data/dagset/streaming.py
+    computes it from the text, at training and at run time alike).
+
+    index (B, T) int64: 1 + the index of the literal the token belongs to, 0 for none;
+    value (B, T) float64: the magnitude of the literal that ends in this token, else 0;
+    end (B, T) bool: a literal ends in this token."""
+
+    index: torch.Tensor
+    value: torch.Tensor
+    end: torch.Tensor
+
+    @classmethod
+    def from_batch(cls, batch: dict) -> "Literals":
+        return cls(batch["lit_index"], batch["lit_value"], batch["lit_end"])
+
+
+def causal_coef_mask(D: int, device) -> torch.Tensor:
+    """(D, 2D) bool: step k may only read nodes 0 .. D+k-1; the rest of O is never executed."""
+    return torch.arange(2 * D, device=device)[None, :] < (D + torch.arange(D, device=device))[:, None]
+
+
+def digit_targets(V_mag: torch.Tensor, max_digits: int, max_decimal_places: int) -> torch.Tensor:
+    """Decimal digits, most significant first, of input magnitudes (..., D) float64 ->
+    (..., D, max_digits + max_decimal_places) int64. ValueError if one does not fit."""
+    scaled = torch.round(V_mag * 10.0 ** max_decimal_places).to(torch.int64)
+    n = max_digits + max_decimal_places
+    if (scaled >= 10 ** n).any():
+        raise ValueError(f"an input value has more than max_digits={max_digits} integer digits")
+    powers = 10 ** torch.arange(n - 1, -1, -1, device=V_mag.device)  # (n,)
+    return (scaled.unsqueeze(-1) // powers) % 10
+
+
+class DigitValues(nn.Module):
+    """Input magnitudes as decimal digits, a 10-way class each: max_digits integer and
+    max_decimal_places fractional digits. Argmax digits give exact decimals; a literal
+    with more digits than that cannot be written."""
+
+    name = "mag"
+
+    def __init__(self, config, hidden: int):
+        super().__init__()
+        self.D, self.places = config.dag_depth, config.max_decimal_places
+        self.max_digits = config.max_digits
+        self.n = config.max_digits + config.max_decimal_places
+        self.out = nn.Linear(hidden, self.D * self.n * 10)
+
+    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+        B, T, _ = h.shape
+        return self.out(h).view(B, T, self.D, self.n, 10)  # (B, T, D, n_digits, 10)
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        digits = digit_targets(batch["V_mag"][..., :self.D], self.max_digits, self.places)  # (B, T, D, n)
+        loss = F.cross_entropy(logits.flatten(0, -2), digits.flatten(), reduction="none")
+        return loss.view(digits.shape).mean(dim=(-1, -2))
+
+    def _place_values(self, device) -> torch.Tensor:
+        exps = torch.arange(self.n - 1, -1, -1, device=device) - self.places
+        return torch.pow(10.0, exps.to(torch.float64))  # (n,)
+
+    def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        digits = torch.arange(10, device=logits.device, dtype=torch.float64)
+        return (logits.double().softmax(-1) @ digits) @ self._place_values(logits.device)  # (B, T, D)
+
+    def hard(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        digits = logits.argmax(-1).to(torch.float64)  # (B, T, D, n)
+        weights = torch.pow(10.0, torch.arange(self.n - 1, -1, -1, device=digits.device, dtype=torch.float64))
+        return (digits @ weights) / 10.0 ** self.places  # integer / 10^places: an exact decimal
+
+
+class CopyValues(nn.Module):
+    """Input magnitudes copied from the text: slot i points at the token where one of
+    the text's literals ends (or at 'none', value 0, for an unused slot), and takes
+    that literal's exact value. Exact by construction, and not limited in digits: a
+    literal longer than any seen in training is copied just as exactly.
+
+    Pointer logits (B, T, D, T+1) are scaled dot products between a query per slot at
+    position t and a key at each position s <= t where a literal ends; the last column
+    is a learned 'none' key."""
+
+    name = "mag"
+
+    def __init__(self, config, hidden: int, key_size: int = 64):
+        super().__init__()
+        self.D, self.key_size = config.dag_depth, key_size
+        self.query = nn.Linear(hidden, self.D * key_size)
+        self.key = nn.Linear(hidden, key_size)
+        self.none_key = nn.Parameter(torch.zeros(key_size))
+
+    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+        B, T, _ = h.shape
+        q = self.query(h).view(B, T, self.D, self.key_size).float()  # (B, T, D, K)
+        k = torch.cat([self.key(h).float(), self.none_key.float().expand(B, 1, -1)], dim=1)  # (B, T+1, K)
+        scores = torch.einsum("btdk,bsk->btds", q, k) / math.sqrt(self.key_size)  # (B, T, D, T+1)
+        s = torch.arange(T + 1, device=h.device)
+        allowed = (s[None, :] <= torch.arange(T, device=h.device)[:, None])[None] & F.pad(literals.end, (0, 1))[:, None, :]
+        allowed[..., T] = True  # (B, T, T+1): earlier literal ends, and 'none'
+        return scores.masked_fill(~allowed[:, :, None, :], float("-inf"))
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        src = batch["V_src"]  # (B, T, D): position, -1 for none, -2 for a value not in the text
+        T = logits.shape[1]
+        # a value the text does not hold (the 1 of x**-k) is not trained: its target is
+        # set to 'none', which every row allows, and weighted 0 (an -inf logit would
+        # make the gradient NaN even at weight 0)
+        target = torch.where(src < 0, T, src)
+        loss = F.cross_entropy(logits.flatten(0, -2), target.flatten(), reduction="none").view(src.shape)
+        return (loss * (src != -2)).mean(-1)
+
+    def _candidates(self, literals: Literals) -> torch.Tensor:
+        return F.pad(literals.value, (0, 1))  # (B, T+1): each position's literal, then 'none' = 0
+
+    def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return torch.einsum("btds,bs->btd", logits.double().softmax(-1), self._candidates(literals))
+
+    def hard(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        B, T, D, S = logits.shape
+        choice = logits.argmax(-1).view(B, T * D)  # (B, T*D)
+        return self._candidates(literals).gather(1, choice).view(B, T, D)
+
+
+VALUE_HEADS = {"digits": DigitValues, "copy": CopyValues}
+
+
+class Signs(nn.Module):
+    """Input signs: a logit per input node, > 0 meaning negative."""
+
+    name = "sign"
+
+    def __init__(self, config, hidden: int):
+        super().__init__()
+        self.D = config.dag_depth
+        self.out = nn.Linear(hidden, self.D)
+
+    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return self.out(h)  # (B, T, D)
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        negative = (batch["V_sign"][..., :self.D] < 0).to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, negative, reduction="none").mean(-1)
+
+    def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return torch.tanh(-logits.double())
+
+    def hard(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return torch.where(logits > 0, -1.0, 1.0).double()
+
+
+class Coefficients(nn.Module):
+    """Operand coefficients O (B, T, D, 2D) as classes -C..C; only the entries the
+    causal mask lets a step read are trained."""
+
+    name = "op"
+
+    def __init__(self, config, hidden: int):
+        super().__init__()
+        self.D, self.C = config.dag_depth, config.max_coefficient
+        self.out = nn.Linear(hidden, self.D * 2 * self.D * (2 * self.C + 1))
+
+    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+        B, T, _ = h.shape
+        return self.out(h).view(B, T, self.D, 2 * self.D, 2 * self.C + 1)  # (B, T, D, 2D, 2C+1)
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        target = (batch["O"].round().to(torch.int64) + self.C).clamp(0, 2 * self.C)  # (B, T, D, 2D)
+        loss = F.cross_entropy(logits.flatten(0, -2), target.flatten(), reduction="none")
+        causal = causal_coef_mask(self.D, loss.device).to(loss.dtype)
+        return (loss.view(target.shape) * causal).sum(dim=(-1, -2)) / causal.sum()
+
+    def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        coefs = torch.arange(-self.C, self.C + 1, device=logits.device, dtype=torch.float64)
+        return logits.double().softmax(-1) @ coefs
+
+    def hard(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return (logits.argmax(-1) - self.C).double()
+
+
+class Gates(nn.Module):
+    """Domain gates: a logit per step, > 0 meaning linear (+ -), else log (* /)."""
+
+    name = "gate"
+
+    def __init__(self, config, hidden: int):
+        super().__init__()
+        self.out = nn.Linear(hidden, config.dag_depth)
+
+    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return self.out(h)  # (B, T, D)
+
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, batch["G"].to(logits.dtype), reduction="none").mean(-1)
+
+    def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return torch.sigmoid(logits.double())
+
+    def hard(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
+        return (logits > 0).double()

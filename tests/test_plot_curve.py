@@ -1,0 +1,41 @@
+"""Tests for plot_curve.py: it reads a train_predictor.py log's evaluation lines and
+draws them; a log without any is a one-line error."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOG = """iter 0: val loss 4.3532 | mag 1.0256 sign 0.6986 op 1.9387 gate 0.6902 exec 7.6438 | final-token exact 0.016 structure 0.000 values 0.016 | 0.01 min
+iter 0: loss 5.1772 (mag 0.9923 sign 0.6971 op 1.9394 gate 0.6898 exec 8.5870) lr 1.96e-05, 1161.0 ms/iter, data wait 0.8%
+iter 250: val loss 0.2352 | mag 0.0014 sign 0.0505 op 0.0918 gate 0.0916 exec 3.0656 | final-token exact 0.320 structure 0.305 values 1.000 | 2.77 min
+"""
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "plot_curve.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_reads_the_evaluation_lines(tmp_path):
+    sys.path.insert(0, ROOT)
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    from plot_curve import read_curve
+    assert read_curve(str(log)) == {"iter": [0.0, 250.0], "exact": [0.016, 0.32], "structure": [0.0, 0.305],
+                                    "values": [0.016, 1.0], "minutes": [0.01, 2.77]}
+
+
+def test_draws_a_png(tmp_path):
+    log, out = tmp_path / "train.log", tmp_path / "curve.png"
+    log.write_text(LOG)
+    result = run(f"--log={log}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_log_without_evaluations_is_one_line(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("iter 0: loss 5.1 (mag 1.0)\n")
+    result = run(f"--log={log}")
+    assert result.returncode == 1 and result.stderr.strip() == f"error: {str(log)!r} has no evaluation lines of train_predictor.py"
+    assert run().stderr.strip().startswith("error: give --log=")
