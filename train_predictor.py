@@ -73,6 +73,7 @@ bias = False
 dag_depth = 4
 value_head = "copy"  # 'copy': point at the text's literals; 'digits': write each value's digits
 literal_embedding = True  # each token's literal index is added to its embedding
+literal_states = False  # signs and coefficients also read each input literal's own state
 max_coefficient = 3
 # loss weights
 mag_weight = 1.0

@@ -33,6 +33,23 @@ class Literals(NamedTuple):
         return cls(batch["lit_index"], batch["lit_value"], batch["lit_end"])
 
 
+def literal_states(h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
+    """(B, T, n, H): at each position t, the states h at the end tokens of the text's
+    first n literals that end at or before t (zeros for those not read yet). Input node
+    i of a DAG is literal i of its text (but for a -1 factor or an exponent before it),
+    so these are the nodes' own states, each knowing the operator in front of it."""
+    B, T, H = h.shape
+    count = literals.end.long().cumsum(1)  # (B, T): literals ended so far
+    ends = torch.full((B, n), T, device=h.device)  # position T: a zero row
+    b, t = literals.end.nonzero(as_tuple=True)
+    keep = count[b, t] <= n
+    ends[b[keep], count[b, t][keep] - 1] = t[keep]
+    padded = F.pad(h, (0, 0, 0, 1))  # (B, T+1, H)
+    states = padded.gather(1, ends[:, :, None].expand(B, n, H))  # (B, n, H)
+    read = torch.arange(n, device=h.device)[None, None, :] < count[:, :, None]  # (B, T, n)
+    return states[:, None] * read[..., None]
+
+
 def causal_coef_mask(D: int, device) -> torch.Tensor:
     """(D, 2D) bool: step k may only read nodes 0 .. D+k-1; the rest of O is never executed."""
     return torch.arange(2 * D, device=device)[None, :] < (D + torch.arange(D, device=device))[:, None]
@@ -140,6 +157,21 @@ class CopyValues(nn.Module):
 VALUE_HEADS = {"digits": DigitValues, "copy": CopyValues}
 
 
+class PairLayer(nn.Module):
+    """Per input node j, out_size logits from the position's state h_t and node j's own
+    state (literal_states): a hidden layer over the pair, so the output can depend on
+    both at once (the step at t that reads j, and the operator in front of j)."""
+
+    def __init__(self, hidden: int, out_size: int, width: int = 256):
+        super().__init__()
+        self.here, self.node = nn.Linear(hidden, width), nn.Linear(hidden, width, bias=False)
+        self.out = nn.Linear(width, out_size)
+
+    def forward(self, h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
+        nodes = literal_states(h, literals, n)  # (B, T, n, H)
+        return self.out(F.gelu(self.here(h)[:, :, None] + self.node(nodes)))  # (B, T, n, out_size)
+
+
 class Signs(nn.Module):
     """Input signs: a logit per input node, > 0 meaning negative."""
 
@@ -149,9 +181,11 @@ class Signs(nn.Module):
         super().__init__()
         self.D = config.dag_depth
         self.out = nn.Linear(hidden, self.D)
+        self.pair = PairLayer(hidden, 1) if config.literal_states else None
 
     def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
-        return self.out(h)  # (B, T, D)
+        logits = self.out(h)  # (B, T, D)
+        return logits if self.pair is None else logits + self.pair(h, literals, self.D).squeeze(-1)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         negative = (batch["V_sign"][..., :self.D] < 0).to(logits.dtype)
@@ -174,10 +208,16 @@ class Coefficients(nn.Module):
         super().__init__()
         self.D, self.C = config.dag_depth, config.max_coefficient
         self.out = nn.Linear(hidden, self.D * 2 * self.D * (2 * self.C + 1))
+        self.pair = PairLayer(hidden, self.D * (2 * self.C + 1)) if config.literal_states else None
 
     def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
         B, T, _ = h.shape
-        return self.out(h).view(B, T, self.D, 2 * self.D, 2 * self.C + 1)  # (B, T, D, 2D, 2C+1)
+        logits = self.out(h).view(B, T, self.D, 2 * self.D, 2 * self.C + 1)  # (B, T, D, 2D, 2C+1)
+        if self.pair is None:
+            return logits
+        # how each step reads input node j also comes from node j's own state
+        pair = self.pair(h, literals, self.D).view(B, T, self.D, self.D, 2 * self.C + 1)  # (B, T, node, step, 2C+1)
+        return torch.cat([logits[:, :, :, :self.D] + pair.transpose(2, 3), logits[:, :, :, self.D:]], dim=3)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         target = (batch["O"].round().to(torch.int64) + self.C).clamp(0, 2 * self.C)  # (B, T, D, 2D)

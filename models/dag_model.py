@@ -29,6 +29,7 @@ class GPTConfig:
     max_decimal_places: int = 4
     max_coefficient: int = 3  # operand coefficients are classes -C..C
     literal_embedding: bool = False  # add an embedding of each token's literal index to its input
+    literal_states: bool = False  # signs and coefficients also read each input literal's own state
 
     def __post_init__(self):
         if self.value_head not in VALUE_HEADS:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.dag_heads import Literals, digit_targets
+from models.dag_heads import Literals, digit_targets, literal_states
 from models.dag_model import DAGPrediction, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
 from predictor_utils import dag_losses, final_token_metrics, loss_weights_of, wilson_interval
@@ -200,3 +200,27 @@ def test_wilson_interval():
     low, high = wilson_interval(5, 10)
     assert (low, high) == (pytest.approx(0.23659, abs=1e-5), pytest.approx(0.76341, abs=1e-5))
     assert wilson_interval(10, 10)[1] == 1.0
+
+
+def test_literal_states_gather_each_literal_end_read_so_far():
+    h = torch.arange(2 * 5 * 3, dtype=torch.float).view(2, 5, 3) + 1
+    end = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 1]]).bool()
+    literals = Literals(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.float64), end)
+    states = literal_states(h, literals, 2)  # (2, 5, 2, 3): the first two literals' end states
+    assert states[0, :, :, 0].tolist() == [[1, 0], [1, 0], [1, 7], [1, 7], [1, 7]]  # ends at 0 and 2 (3 is a third)
+    assert states[1, :, :, 0].tolist() == [[0, 0]] * 4 + [[28, 0]]
+    assert torch.equal(states[0, 2, 1], h[0, 2])
+
+
+def test_literal_state_heads_are_causal():
+    torch.manual_seed(0)
+    model = PredictorOnlyModel(GPTConfig(block_size=8, vocab_size=100, n_layer=1, n_head=2, n_embd=32, bias=False,
+                                         dag_depth=D, literal_states=True)).eval()
+    idx = torch.randint(0, 100, (1, 4), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model(idx, LITERALS).logits
+        changed = Literals(LITERALS.index, LITERALS.value, torch.tensor([[True, True, False, True]]))
+        after = model(idx, changed).logits
+    for name in ("sign", "op"):  # a literal ending at token 2 or 3 cannot change what tokens 0-1 say
+        assert torch.equal(before[name][:, :2], after[name][:, :2])
+        assert not torch.equal(before[name][:, 2:], after[name][:, 2:])

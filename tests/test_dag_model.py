@@ -54,7 +54,7 @@ def test_plain_gpt_has_no_dag_heads(idx):
     assert not hasattr(model, "dag_predictor")
     assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"transformer"}
     with pytest.raises(ValueError, match="dag_depth=0"):
-        model.predict_dag(idx)
+        model.predict_dag(idx, no_literals(idx))
 
 
 def test_predictor_only_model_needs_dag_heads():

@@ -1,6 +1,6 @@
 """Tests for what the data stream reads off a text's literals (data/dagset/streaming.py):
-each token's literal index, the value and end token of every literal, and the copy
-head's targets V_src, on GPT-2's real tokenization."""
+each token's literal index (causal), the value and end token of every literal, and the
+copy head's targets V_src, on GPT-2's real tokenization."""
 import numpy as np
 import pytest
 
@@ -21,10 +21,19 @@ def targets(maker: ExampleMaker, text: str) -> tuple[list[str], dict]:
 def test_literal_features_follow_gpt2_splits(maker):
     pieces, ex = targets(maker, "-784.1508 - 18.4 / 2.9")
     assert pieces == ["-", "784", ".", "150", "8", " -", " 18", ".", "4", " /", " 2", ".", "9"]
-    assert ex["lit_index"].tolist() == [0, 1, 1, 1, 1, 0, 2, 2, 2, 0, 3, 3, 3]
+    # operators share the index of the literal after them: " -" belongs with " 18.4"
+    assert ex["lit_index"].tolist() == [1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
     assert np.flatnonzero(ex["lit_end"]).tolist() == [4, 8, 12]
     assert ex["lit_value"][[4, 8, 12]].tolist() == [784.1508, 18.4, 2.9]
     assert (ex["lit_value"][~ex["lit_end"]] == 0).all()
+
+
+def test_literal_index_is_causal(maker):
+    # a token's index is the same whatever follows it: operators and a trailing ")" look
+    # ahead to "the next literal", which is the count so far plus one
+    _, whole = targets(maker, "(5 + 8006) - 510.1")
+    _, prefix = targets(maker, "(5 + 8006)")
+    assert whole["lit_index"].tolist()[:len(prefix["lit_index"])] == prefix["lit_index"].tolist() == [1, 1, 2, 2, 2, 3]
 
 
 def test_copy_targets_point_at_each_value_literal(maker):

@@ -160,19 +160,27 @@ class ExampleMaker:
 
 def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dict) -> list[tuple[int, Fraction, int]]:
     """The text's literals as (lexeme index, magnitude, token where it ends), and, in ex,
-    each token's lit_index (1 + the index of the literal it belongs to, 0 for none) and
-    the lit_value / lit_end of the token where each literal ends."""
-    literals, t = [], 0
+    each token's lit_index and the lit_value / lit_end of the token where each literal ends.
+
+    lit_index is 1 + the index of the literal a token belongs to, and for the tokens
+    between two literals (operators, parentheses) 1 + the index of the literal after
+    them, which the text so far already tells: the count of literals before, plus one.
+    So a literal's tokens and the operators in front of it share an index, and its last
+    token finds the operator that decides its coefficient by that match, however many
+    tokens GPT-2 split the literal into."""
+    literals, t, after = [], 0, 0  # after: the token after the last literal so far
     for k, (word, end) in enumerate(lexemes):
         if word[0] not in _NUMBER_CHARS:
             continue
         start = end - len(word)
         first = t = bisect_right(token_ends, start, lo=t)  # the token holding the literal's first char
         t = bisect_left(token_ends, end, lo=t)  # ... and its last
-        ex["lit_index"][first:t + 1] = len(literals) + 1
+        ex["lit_index"][after:t + 1] = len(literals) + 1
         mag = Fraction(word)
         ex["lit_value"][t], ex["lit_end"][t] = float(mag), True
         literals.append((k, mag, t))
+        after = t + 1
+    ex["lit_index"][after:len(token_ends)] = len(literals) + 1
     return literals
 
 
