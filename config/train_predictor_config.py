@@ -12,6 +12,7 @@ dag_depth = 4
 max_digits = 4
 max_decimal_places = 4
 max_expr_depth = 3
+literal_states = True  # signs and coefficients also read each input literal's own state
 
 n_layer = 4
 n_head = 4

@@ -1,7 +1,6 @@
-# The longer CPU run: the quick start's model and data, with the literal-state heads
-# (signs and coefficients also read each input literal's own state), for 12,000
-# iterations, sized to finish within an hour on 2 CPU cores. README's "Measured results"
-# gives what it reached.
+# The longer CPU run: the quick start's model, heads and data for 12,000 iterations,
+# sized to finish within an hour on 2 CPU cores (55 min measured). README's
+# "Measured results" gives what it reached.
 out_dir = "out-predictor-long"
 eval_interval = 1000
 log_interval = 100

@@ -72,3 +72,19 @@ def test_generated_examples_have_consistent_copy_targets(maker):
             assert (ex["V_src"][t] != -2).all()
             assert ex["lit_end"][ex["V_src"][t][used]].all()
             assert ex["lit_value"][ex["V_src"][t][used]].tolist() == ex["V_mag"][t, :4][used].tolist()
+
+
+def test_long_literal_set_is_held_out_and_longer_than_trained():
+    import os
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "data", "eval"))
+    import make_long_literals
+    from data.dagset.streaming import split_of
+    with open(make_long_literals.PATH) as f:
+        lines = f.read().splitlines()
+    assert lines == make_long_literals.lines()  # the script makes exactly this file
+    assert len(lines) == 200 and all(split_of(t) == "val" for t in lines)
+    for text in lines:  # every line has a literal beyond 4 integer digits or 4 decimals
+        words = [w for w in text.replace("(", " ").replace(")", " ").replace("-", " ").split() if w[0].isdigit()]
+        assert any(len(w.split(".")[0]) > 4 or len(w.partition(".")[2]) > 4 for w in words), text
