@@ -14,6 +14,7 @@ dag_depth = 6
 max_digits = 4
 max_decimal_places = 4
 max_expr_depth = 5
+literal_states = True  # as the CPU configs: signs and coefficients read each literal's state
 
 n_layer = 12
 n_head = 12
