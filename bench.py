@@ -6,11 +6,14 @@ $ python bench.py --device=cuda --json_out=bench.json
 
 Prints a table; with --json_out also writes JSON with (at least) data_examples_per_s
 (one process), executor_dags_per_s (forward+backward, float64, batch 256 x block 32,
-dag_depth 4) and train_data_wait_fraction (of the default config's training loop).
+dag_depth 4), train_ms_<part> (the default config's training step, part by part, timed
+inside its loop: data, forward, executor, losses, backward, optimizer, total) and
+train_data_wait_fraction. --baseline=<git revision> also times that revision's training
+step and this tree's, from the wall clock of the same runs, taking turns:
+$ python bench.py --baseline=44770b2
 """
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,12 +40,19 @@ workers = 2  # DataLoader workers for the multi-process figure
 train_config = "config/train_predictor_config.py"
 gpu_config = "config/train_predictor_gpu.py"  # its data settings are measured too
 train_iters = 50  # training iterations measured, after as many to warm up
+train_args = ""  # more settings for this tree's training runs, e.g. "--literal_states=False"
+baseline = ""  # a git revision (commit, tag) whose training step to time beside this tree's, with its own train_config
 json_out = ""
 # -----------------------------------------------------------------------------
 apply_config(globals(), sys.argv[1:])
+here = os.path.dirname(os.path.abspath(__file__))
+if baseline:  # a revision that does not exist is an error now, not after the other measurements
+    rev = subprocess.run(["git", "-C", here, "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"],
+                         capture_output=True, text=True)
+    if rev.returncode != 0:
+        sys.exit(f"error: baseline={baseline!r} is not a commit of this repository")
 if threads > 0:
     torch.set_num_threads(threads)
-here = os.path.dirname(os.path.abspath(__file__))
 
 
 def data_rate(cfg: StreamConfig) -> float:
@@ -97,20 +107,52 @@ def executor_rate(B: int, T: int, D: int, backend: str = "auto") -> float:
     return n * B * T / (time.perf_counter() - t0)
 
 
-def train_rate() -> tuple[float, float]:
-    """(iterations/s, fraction of iteration time waiting for data) of train_predictor.py
-    with the default config: its log line for the second train_iters iterations, when
-    the DataLoader workers are running and caches are warm."""
-    with tempfile.TemporaryDirectory() as out:
-        total = 2 * train_iters
-        cmd = [sys.executable, os.path.join(here, "train_predictor.py"), train_config, f"--out_dir={out}",
-               f"--device={device}", f"--max_iters={total}", f"--eval_interval={total}",
-               f"--log_interval={train_iters}", "--eval_iters=1"]
-        log = subprocess.run(cmd, capture_output=True, text=True, cwd=here)
+def run_training(tree: str, iters: int, out: str, *extra: str) -> float:
+    """Seconds of wall clock for `iters` iterations of tree's train_predictor.py with its
+    train_config (each run also evaluates at its start and end and saves once); this
+    tree's runs add train_args."""
+    extra = (*extra, *train_args.split()) if tree == here else extra
+    cmd = [sys.executable, os.path.join(tree, "train_predictor.py"), os.path.join(tree, train_config),
+           f"--out_dir={out}", f"--device={device}", f"--max_iters={iters}", f"--eval_interval={iters}",
+           f"--log_interval={train_iters}", "--eval_iters=1", *extra]
+    t0 = time.perf_counter()
+    log = subprocess.run(cmd, capture_output=True, text=True, cwd=tree)
     if log.returncode != 0:
-        sys.exit(f"error: training benchmark failed: {log.stderr.strip().splitlines()[-1]}")
-    ms, wait = map(float, re.findall(r"([\d.]+) ms/iter, data wait ([\d.]+)%", log.stdout)[-1])
-    return 1000.0 / ms, wait / 100.0
+        lines = log.stderr.strip().splitlines() or ["no output"]
+        sys.exit(f"error: training benchmark in {tree} failed: {lines[-1]}")
+    return time.perf_counter() - t0
+
+
+def step_parts() -> dict[str, float]:
+    """Milliseconds per part of a train_predictor.py step (data, forward, executor,
+    losses, backward, optimizer, total), measured inside the training loop over the
+    second train_iters iterations, when the data workers run and caches are warm."""
+    with tempfile.TemporaryDirectory() as out:
+        run_training(here, 2 * train_iters, out, "--time_parts=True")
+        with open(os.path.join(out, "step_times.json")) as f:
+            return json.load(f)["ms_per_step"]
+
+
+def ms_per_iter(trees: dict[str, str]) -> dict[str, float]:
+    """Milliseconds per iteration of each tree's training, from the wall clock of runs of
+    train_iters and 2 * train_iters iterations: their difference holds train_iters steps
+    and nothing else (start-up, evaluation and saving cancel). Trees take turns, so a
+    change in the machine's speed falls on all of them."""
+    seconds = {name: 0.0 for name in trees}
+    for sign, iters in ((-1, train_iters), (1, 2 * train_iters)):
+        for name, tree in trees.items():
+            with tempfile.TemporaryDirectory() as out:
+                seconds[name] += sign * run_training(tree, iters, out)
+    return {name: 1000.0 * s / train_iters for name, s in seconds.items()}
+
+
+def exported(rev: str, into: str) -> str:
+    """The files of git revision rev of this repository, written under `into`."""
+    archive = subprocess.run(["git", "-C", here, "archive", "--format=tar", rev], capture_output=True)
+    if archive.returncode != 0:
+        sys.exit(f"error: baseline={rev!r}: {archive.stderr.decode().strip().splitlines()[-1]}")
+    subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
+    return into
 
 
 cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
@@ -138,7 +180,15 @@ if implementation == "C kernel":  # and for comparison: the torch implementation
     torch.set_num_threads(1)
     results["executor_dags_per_s_1_thread"] = executor_rate(256, 32, 4)
     torch.set_num_threads(threads_used)
-results["train_iters_per_s"], results["train_data_wait_fraction"] = train_rate()
+parts = step_parts()
+results |= {f"train_ms_{k}": v for k, v in parts.items()}
+results["train_iters_per_s"] = 1000.0 / parts["total"]
+results["train_data_wait_fraction"] = parts["data"] / parts["total"]
+if baseline:
+    with tempfile.TemporaryDirectory() as old_tree:
+        wall = ms_per_iter({"this tree": here, baseline: exported(baseline, old_tree)})
+    results["train_ms_per_iter_wall"], results["baseline_ms_per_iter_wall"] = wall["this tree"], wall[baseline]
+    results["baseline"] = baseline
 
 rows = [
     ("data, 1 process (dag_depth 4: 0-3 operations)", f"{results['data_examples_per_s']:,.0f} examples/s"),
@@ -155,7 +205,11 @@ rows = [
         ("executor, torch implementation, B=256 T=32 D=4", "executor_dags_per_s_torch"),
         ("executor, C kernel on 1 thread, B=256 T=32 D=4", "executor_dags_per_s_1_thread")) if key in results],
     (f"train_predictor.py ({train_config}, {device})", f"{results['train_iters_per_s']:.2f} iters/s"),
+    *[(f"  {k}", f"{parts[k]:.1f} ms/iter") for k in parts],
     ("  time waiting for data", f"{results['train_data_wait_fraction']:.1%}"),
+    *[(name, f"{results[key]:.1f} ms/iter") for name, key in (
+        ("step by wall clock, this tree", "train_ms_per_iter_wall"),
+        (f"step by wall clock, {baseline}", "baseline_ms_per_iter_wall")) if key in results],
 ]
 print(f"device: {results['device']}, torch threads: {torch.get_num_threads()}")
 width = max(len(name) for name, _ in rows)

@@ -25,7 +25,7 @@ from configurator import apply_config
 from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
-from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
+from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch, trim_batch
 from models.dag_heads import Literals
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
@@ -122,7 +122,7 @@ def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
     for b in range(-(-n_per_depth // batch_size)):
         # the last batch is cut at n_per_depth, so batch_size does not change the set
         batch = {k: v[: n_per_depth - b * batch_size].to(device)
-                 for k, v in make_batch(depth_maker, "val", b, batch_size).items()}
+                 for k, v in trim_batch(make_batch(depth_maker, "val", b, batch_size)).items()}
         pred = model(batch["idx"], Literals.from_batch(batch))
         parts.append(final_token_metrics(pred, batch, model.execute(*pred.hard())))
     return parts

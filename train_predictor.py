@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 from checkpoint import (OutDirError, check_resumable, checkpoint_iters, failed_save_message, latest_checkpoint,
                         load_checkpoint, one_line, prepare_out_dir, prune_checkpoints, resolve_checkpoint,
                         save_checkpoint)
+from common import StepTimer
 from config_checks import validate_config
 from configurator import apply_config
-from data.dagset.streaming import DAGStream, StreamConfig, make_batch, ExampleMaker
+from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, make_batch, trim_batch
 from models.dag_heads import Literals
 from models.dag_model import BACKBONE_KEYS, HEAD_KEYS, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
@@ -97,6 +98,7 @@ min_lr = 1e-4
 device = "cpu"  # 'cpu', 'cuda', 'cuda:0', 'mps'
 dtype = "bfloat16"  # 'float32', 'bfloat16' or 'float16'; autocast is used on CUDA only
 compile = False
+time_parts = False  # log each part of a step's time (waiting for the GPU between parts) to out_dir/step_times.json
 backend = "nccl"  # DDP backend: 'nccl' on GPUs, 'gloo' on CPUs
 seed = 1337
 # -----------------------------------------------------------------------------
@@ -255,15 +257,9 @@ if checkpoint is not None:
 
 
 def to_device(batch: dict) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def step_losses(net: torch.nn.Module, batch: dict):
-    with ctx:
-        pred = net(batch["idx"], Literals.from_batch(batch))
-    executed = raw_model.execute(*pred.soft())
-    losses = dag_losses(pred, batch, executed)
-    return pred, losses
+    # cut the padding after the batch's longest expression (a compiled model sees
+    # lengths in steps of 8, so it compiles a few shapes rather than one per length)
+    return {k: v.to(device, non_blocking=True) for k, v in trim_batch(batch, 8 if compile else 1).items()}
 
 
 @torch.no_grad()
@@ -273,7 +269,9 @@ def evaluate_val() -> dict[str, float]:
     sums: dict[str, float] = {}
     for batch in val_batches:
         batch = to_device(batch)
-        pred, losses = step_losses(raw_model, batch)
+        with ctx:
+            pred = raw_model(batch["idx"], Literals.from_batch(batch))
+        losses = dag_losses(pred, batch, raw_model.execute(*pred.soft()))
         losses["total"] = total_loss(losses, loss_weights)
         metrics = final_token_metrics(pred, batch, raw_model.execute(*pred.hard()))
         for k, v in list(losses.items()) + [(f"acc_{k}", m.mean()) for k, m in metrics.items()]:
@@ -355,8 +353,8 @@ if eval_only:
         print(" ".join(f"{k} {v:.4f}" for k, v in val.items()))
     sys.exit(0)
 
-t0, data_wait, timed_iters = time.time(), 0.0, 0
-run_start = t0  # evaluation lines report the minutes since (plot_curve.py reads them)
+run_start = time.time()  # evaluation lines report the minutes since (plot_curve.py reads them)
+timer = StepTimer(sync=time_parts)
 while iter_num < max_iters:
     lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
     for group in optimizer.param_groups:
@@ -364,35 +362,46 @@ while iter_num < max_iters:
     # a resumed run starts where its checkpoint was evaluated and saved
     if iter_num % eval_interval == 0 and master_process and iter_num != resumed_at:
         eval_and_save(iter_num)
+    timer.skip()  # evaluating and logging are no part of a step
 
     for micro_step in range(gradient_accumulation_steps):
         if ddp:  # sync gradients only on the last micro step
             model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
-        t_wait = time.time()
         batch = to_device(next(train_iter))
-        data_wait += time.time() - t_wait
-        _, losses = step_losses(model, batch)
+        timer.mark("data")
+        with ctx:
+            pred = model(batch["idx"], Literals.from_batch(batch))
+        timer.mark("forward")
+        executed = raw_model.execute(*pred.soft())
+        timer.mark("executor")
+        losses = dag_losses(pred, batch, executed)
         fail_non_finite("train", losses, iter_num)
         loss = total_loss(losses, loss_weights) / gradient_accumulation_steps
+        timer.mark("losses")
         scaler.scale(loss).backward()
+        timer.mark("backward")
     if grad_clip != 0.0:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    timer.mark("optimizer")
+    timer.step_done()
 
     # logged under the iteration whose model gave the loss, like val losses and checkpoints
-    timed_iters += 1
     if iter_num % log_interval == 0 and master_process:
-        dt = time.time() - t0
+        ms = timer.ms_per_step()
         parts = " ".join(f"{k} {v.item():.4f}" for k, v in losses.items())
+        times = " (" + ", ".join(f"{k} {v:.1f}" for k, v in ms.items() if k != "total") + ")" if time_parts else ""
         print(f"iter {iter_num}: loss {loss.item() * gradient_accumulation_steps:.4f} ({parts}) "
-              f"lr {lr:.2e}, {dt * 1000 / timed_iters:.1f} ms/iter, data wait {data_wait / dt:.1%}")
+              f"lr {lr:.2e}, {ms['total']:.1f} ms/iter{times}, data wait {ms['data'] / ms['total']:.1%}")
+        if time_parts:
+            timer.write_json(os.path.join(out_dir, "step_times.json"))
         if wandb_log:
-            wandb.log({"iter": iter_num, "lr": lr, "train/data_wait": data_wait / dt,
+            wandb.log({"iter": iter_num, "lr": lr, "train/data_wait": ms["data"] / ms["total"],
                        **{f"train/{k}": v.item() for k, v in losses.items()}})
-        t0, data_wait, timed_iters = time.time(), 0.0, 0
+        timer.reset()
     iter_num += 1
 
 if master_process:

@@ -33,11 +33,19 @@ class Literals(NamedTuple):
         return cls(batch["lit_index"], batch["lit_value"], batch["lit_end"])
 
 
-def literal_states(h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
-    """(B, T, n, H): at each position t, the states h at the end tokens of the text's
-    first n literals that end at or before t (zeros for those not read yet). Input node
-    i of a DAG is literal i of its text (but for a -1 factor or an exponent before it),
-    so these are the nodes' own states, each knowing the operator in front of it."""
+class LiteralStates(NamedTuple):
+    """The states h at the end tokens of the text's first n literals, and which of
+    them each position has read. A record of the two rather than their (B, T, n, H)
+    product: a layer projects the n states once, then broadcasts over positions."""
+
+    states: torch.Tensor  # (B, n, H), zeros for a literal the text does not have
+    read: torch.Tensor  # (B, T, n) bool: literal i ends at or before position t
+
+
+def literal_states(h: torch.Tensor, literals: Literals, n: int) -> LiteralStates:
+    """The first n literals' end states of h (B, T, H). Input node i of a DAG is literal
+    i of its text (but for a -1 factor or an exponent before it), so these are the
+    nodes' own states, each knowing the operator in front of it."""
     B, T, H = h.shape
     count = literals.end.long().cumsum(1)  # (B, T): literals ended so far
     ends = torch.full((B, n), T, device=h.device)  # position T: a zero row
@@ -47,7 +55,7 @@ def literal_states(h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
     padded = F.pad(h, (0, 0, 0, 1))  # (B, T+1, H)
     states = padded.gather(1, ends[:, :, None].expand(B, n, H))  # (B, n, H)
     read = torch.arange(n, device=h.device)[None, None, :] < count[:, :, None]  # (B, T, n)
-    return states[:, None] * read[..., None]
+    return LiteralStates(states, read)
 
 
 def causal_coef_mask(D: int, device) -> torch.Tensor:
@@ -168,8 +176,11 @@ class PairLayer(nn.Module):
         self.out = nn.Linear(width, out_size)
 
     def forward(self, h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
-        nodes = literal_states(h, literals, n)  # (B, T, n, H)
-        return self.out(F.gelu(self.here(h)[:, :, None] + self.node(nodes)))  # (B, T, n, out_size)
+        nodes = literal_states(h, literals, n)
+        # node has no bias and read is 0/1, so projecting the n states before the
+        # broadcast equals projecting the broadcast (B, T, n, H), at 1/T of its cost
+        node = self.node(nodes.states)[:, None] * nodes.read[..., None]  # (B, T, n, width)
+        return self.out(F.gelu(self.here(h)[:, :, None] + node))  # (B, T, n, out_size)
 
 
 class Signs(nn.Module):

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.dag_heads import Literals, digit_targets, literal_states
+from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch, trim_batch
+from models.dag_heads import Literals, PairLayer, digit_targets, literal_states
 from models.dag_model import DAGPrediction, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
 from predictor_utils import dag_losses, final_token_metrics, loss_weights_of, wilson_interval
@@ -206,10 +207,43 @@ def test_literal_states_gather_each_literal_end_read_so_far():
     h = torch.arange(2 * 5 * 3, dtype=torch.float).view(2, 5, 3) + 1
     end = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 1]]).bool()
     literals = Literals(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.float64), end)
-    states = literal_states(h, literals, 2)  # (2, 5, 2, 3): the first two literals' end states
-    assert states[0, :, :, 0].tolist() == [[1, 0], [1, 0], [1, 7], [1, 7], [1, 7]]  # ends at 0 and 2 (3 is a third)
-    assert states[1, :, :, 0].tolist() == [[0, 0]] * 4 + [[28, 0]]
-    assert torch.equal(states[0, 2, 1], h[0, 2])
+    nodes = literal_states(h, literals, 2)  # the first two literals' end states, and who has read them
+    assert nodes.states[..., 0].tolist() == [[1, 7], [28, 0]]  # ends at 0 and 2 (3 is a third); one literal
+    assert torch.equal(nodes.states[0, 1], h[0, 2])
+    assert nodes.read.tolist() == [[[True, False], [True, False]] + [[True, True]] * 3,
+                                   [[False, False]] * 4 + [[True, False]]]
+
+
+def test_pair_layer_equals_projecting_every_positions_node_states():
+    torch.manual_seed(0)
+    layer = PairLayer(6, 3, width=5)
+    h = torch.randn(2, 5, 6)
+    end = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 1]]).bool()
+    literals = Literals(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.float64), end)
+    nodes = literal_states(h, literals, 2)
+    broadcast = nodes.states[:, None] * nodes.read[..., None]  # (B, T, n, H): each position's node states
+    expected = layer.out(F.gelu(layer.here(h)[:, :, None] + layer.node(broadcast)))
+    torch.testing.assert_close(layer(h, literals, 2), expected)
+
+
+def test_losses_and_metrics_of_a_trimmed_batch_are_the_untrimmed_ones():
+    torch.manual_seed(0)
+    model = PredictorOnlyModel(GPTConfig(block_size=32, vocab_size=50304, n_layer=1, n_head=2, n_embd=32, bias=False,
+                                         dag_depth=4, value_head="copy", literal_embedding=True,
+                                         literal_states=True)).eval()
+    batch = make_batch(ExampleMaker(StreamConfig(dag_depth=4, block_size=32, max_expr_depth=3)), "val", 0, 16)
+    cut = trim_batch(batch)
+    assert cut["idx"].shape[1] < 32
+    with torch.no_grad():
+        results = []
+        for b in (batch, cut):
+            pred = model(b["idx"], Literals.from_batch(b))
+            results.append((dag_losses(pred, b, model.execute(*pred.soft())),
+                            final_token_metrics(pred, b, model.execute(*pred.hard()))))
+    for name, loss in results[0][0].items():
+        torch.testing.assert_close(results[1][0][name], loss, msg=name)
+    for name, metric in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], metric, msg=name)
 
 
 def test_literal_state_heads_are_causal():

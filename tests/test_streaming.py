@@ -16,7 +16,7 @@ from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import MAX_NESTING, parse_text, quote
 from data.dagset.generate_expression import generate_expression
 from data.dagset.streaming import (DAGStream, ExampleMaker, StreamConfig, draw_example, make_batch,
-                                   prefix_target_text, split_of)
+                                   prefix_target_text, split_of, trim_batch)
 from data.eval import make_human_written
 
 CFG = StreamConfig(dag_depth=5, block_size=48, max_expr_depth=4, p_power=0.1)
@@ -375,6 +375,19 @@ def test_batch_layout():
     # and the views do not overlap: every example's own values
     ex = draw_example(ExampleMaker(cfg), "val", 3)[2]
     assert all(torch.equal(b[k][3], torch.from_numpy(ex[k])) for k in ex)
+
+
+def test_trim_batch_cuts_the_padding_after_the_last_masked_position():
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, 2], mask[1, 6], mask[2, 0] = True, True, True
+    batch = {"mask": mask, "O": torch.arange(3 * 10 * 2).view(3, 10, 2), "depth": torch.tensor([1, 2, 3])}
+    cut = trim_batch(batch)
+    assert cut["mask"].shape == (3, 7) and torch.equal(cut["O"], batch["O"][:, :7])
+    assert torch.equal(cut["depth"], batch["depth"])  # per example, no positions
+    assert trim_batch(batch, multiple=4)["mask"].shape == (3, 8)
+    assert trim_batch(batch, multiple=8)["mask"].shape == (3, 8)
+    assert trim_batch(batch, multiple=16)["mask"].shape == (3, 10)  # never past block_size
+    assert trim_batch({"mask": torch.zeros(2, 5, dtype=torch.bool)})["mask"].shape == (2, 1)
 
 
 def test_train_and_val_never_share_an_expression():

@@ -255,6 +255,17 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
     return batch
 
 
+def trim_batch(batch: dict[str, torch.Tensor], multiple: int = 1) -> dict[str, torch.Tensor]:
+    """The batch cut after the last position where any example's mask is set, rounded
+    up to a multiple of `multiple` (fewer shapes for a compiled model). Most positions
+    are padding after short expressions; the model is causal, so no loss, metric or
+    prediction at a kept position reads a cut one."""
+    valid = batch["mask"].any(0).nonzero()
+    T = batch["mask"].shape[1]
+    keep = min(T, -(-(int(valid[-1]) + 1) // multiple) * multiple) if len(valid) else min(T, multiple)
+    return {k: v[:, :keep] if v.dim() > 1 else v for k, v in batch.items()}
+
+
 class DAGStream(IterableDataset):
     """Infinite stream of batch dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
     O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; depth (B,).
