@@ -123,7 +123,7 @@ def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
         # the last batch is cut at n_per_depth, so batch_size does not change the set
         batch = {k: v[: n_per_depth - b * batch_size].to(device)
                  for k, v in trim_batch(make_batch(depth_maker, "val", b, batch_size)).items()}
-        pred = model(batch["idx"], Literals.from_batch(batch))
+        pred = model(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
         parts.append(final_token_metrics(pred, batch, model.execute(*pred.hard())))
     return parts
 

@@ -270,7 +270,7 @@ def evaluate_val() -> dict[str, float]:
     for batch in val_batches:
         batch = to_device(batch)
         with ctx:
-            pred = raw_model(batch["idx"], Literals.from_batch(batch))
+            pred = raw_model(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
         losses = dag_losses(pred, batch, raw_model.execute(*pred.soft()))
         losses["total"] = total_loss(losses, loss_weights)
         metrics = final_token_metrics(pred, batch, raw_model.execute(*pred.hard()))
@@ -370,7 +370,7 @@ while iter_num < max_iters:
         batch = to_device(next(train_iter))
         timer.mark("data")
         with ctx:
-            pred = model(batch["idx"], Literals.from_batch(batch))
+            pred = model(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
         timer.mark("forward")
         executed = raw_model.execute(*pred.soft())
         timer.mark("executor")

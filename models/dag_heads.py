@@ -5,8 +5,11 @@ executor runs during training, differentiable) and its hard decoding (the discre
 for evaluation). A new encoding of a part is one new class here and one entry in its
 registry (VALUE_HEADS), chosen by a GPTConfig value (value_head='digits'|'copy').
 
-Every component's forward reads `h` (B, T, H), the heads' shared hidden layer, and the
-text's `Literals`; its loss is per position (B, T), masked by the caller.
+Every component's forward reads `h` (B, T, H), the heads' shared hidden layer, the
+text's `Literals` and the `Positions` to predict at, and returns logits for those N
+positions only (N, ...): most positions of a training batch have no target, and the
+heads cost about as much as the backbone. DAGPlanPredictor places them at their (B, T).
+Its loss is per position (B, T), masked by the caller.
 """
 import math
 from typing import NamedTuple
@@ -31,6 +34,17 @@ class Literals(NamedTuple):
     @classmethod
     def from_batch(cls, batch: dict) -> "Literals":
         return cls(batch["lit_index"], batch["lit_value"], batch["lit_end"])
+
+
+class Positions(NamedTuple):
+    """The N positions a prediction is made at: example b[i], token t[i] (row-major)."""
+
+    b: torch.Tensor  # (N,) int64
+    t: torch.Tensor  # (N,) int64
+
+    @classmethod
+    def where(cls, at: torch.Tensor) -> "Positions":
+        return cls(*at.nonzero(as_tuple=True))
 
 
 class LiteralStates(NamedTuple):
@@ -88,9 +102,8 @@ class DigitValues(nn.Module):
         self.n = config.max_digits + config.max_decimal_places
         self.out = nn.Linear(hidden, self.D * self.n * 10)
 
-    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
-        B, T, _ = h.shape
-        return self.out(h).view(B, T, self.D, self.n, 10)  # (B, T, D, n_digits, 10)
+    def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
+        return self.out(h[at.b, at.t]).view(-1, self.D, self.n, 10)  # (N, D, n_digits, 10)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         digits = digit_targets(batch["V_mag"][..., :self.D], self.max_digits, self.places)  # (B, T, D, n)
@@ -117,7 +130,7 @@ class CopyValues(nn.Module):
     that literal's exact value. Exact by construction, and not limited in digits: a
     literal longer than any seen in training is copied just as exactly.
 
-    Pointer logits (B, T, D, T+1) are scaled dot products between a query per slot at
+    Pointer logits (N, D, T+1) are scaled dot products between a query per slot at
     position t and a key at each position s <= t where a literal ends; the last column
     is a learned 'none' key."""
 
@@ -130,15 +143,15 @@ class CopyValues(nn.Module):
         self.key = nn.Linear(hidden, key_size)
         self.none_key = nn.Parameter(torch.zeros(key_size))
 
-    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
         B, T, _ = h.shape
-        q = self.query(h).view(B, T, self.D, self.key_size).float()  # (B, T, D, K)
+        q = self.query(h[at.b, at.t]).view(-1, self.D, self.key_size).float()  # (N, D, K)
         k = torch.cat([self.key(h).float(), self.none_key.float().expand(B, 1, -1)], dim=1)  # (B, T+1, K)
-        scores = torch.einsum("btdk,bsk->btds", q, k) / math.sqrt(self.key_size)  # (B, T, D, T+1)
+        scores = torch.einsum("ndk,nsk->nds", q, k[at.b]) / math.sqrt(self.key_size)  # (N, D, T+1)
         s = torch.arange(T + 1, device=h.device)
-        allowed = (s[None, :] <= torch.arange(T, device=h.device)[:, None])[None] & F.pad(literals.end, (0, 1))[:, None, :]
-        allowed[..., T] = True  # (B, T, T+1): earlier literal ends, and 'none'
-        return scores.masked_fill(~allowed[:, :, None, :], float("-inf"))
+        allowed = (s[None, :] <= at.t[:, None]) & F.pad(literals.end, (0, 1))[at.b]
+        allowed[:, T] = True  # (N, T+1): earlier literal ends, and 'none'
+        return scores.masked_fill(~allowed[:, None, :], float("-inf"))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         src = batch["V_src"]  # (B, T, D): position, -1 for none, -2 for a value not in the text
@@ -175,12 +188,12 @@ class PairLayer(nn.Module):
         self.here, self.node = nn.Linear(hidden, width), nn.Linear(hidden, width, bias=False)
         self.out = nn.Linear(width, out_size)
 
-    def forward(self, h: torch.Tensor, literals: Literals, n: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, literals: Literals, n: int, at: Positions) -> torch.Tensor:
         nodes = literal_states(h, literals, n)
         # node has no bias and read is 0/1, so projecting the n states before the
-        # broadcast equals projecting the broadcast (B, T, n, H), at 1/T of its cost
-        node = self.node(nodes.states)[:, None] * nodes.read[..., None]  # (B, T, n, width)
-        return self.out(F.gelu(self.here(h)[:, :, None] + node))  # (B, T, n, out_size)
+        # broadcast equals projecting the broadcast (N, n, H), at a fraction of its cost
+        node = self.node(nodes.states)[at.b] * nodes.read[at.b, at.t][..., None]  # (N, n, width)
+        return self.out(F.gelu(self.here(h[at.b, at.t])[:, None] + node))  # (N, n, out_size)
 
 
 class Signs(nn.Module):
@@ -194,9 +207,9 @@ class Signs(nn.Module):
         self.out = nn.Linear(hidden, self.D)
         self.pair = PairLayer(hidden, 1) if config.literal_states else None
 
-    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
-        logits = self.out(h)  # (B, T, D)
-        return logits if self.pair is None else logits + self.pair(h, literals, self.D).squeeze(-1)
+    def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
+        logits = self.out(h[at.b, at.t])  # (N, D)
+        return logits if self.pair is None else logits + self.pair(h, literals, self.D, at).squeeze(-1)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         negative = (batch["V_sign"][..., :self.D] < 0).to(logits.dtype)
@@ -221,14 +234,13 @@ class Coefficients(nn.Module):
         self.out = nn.Linear(hidden, self.D * 2 * self.D * (2 * self.C + 1))
         self.pair = PairLayer(hidden, self.D * (2 * self.C + 1)) if config.literal_states else None
 
-    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
-        B, T, _ = h.shape
-        logits = self.out(h).view(B, T, self.D, 2 * self.D, 2 * self.C + 1)  # (B, T, D, 2D, 2C+1)
+    def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
+        logits = self.out(h[at.b, at.t]).view(-1, self.D, 2 * self.D, 2 * self.C + 1)  # (N, D, 2D, 2C+1)
         if self.pair is None:
             return logits
         # how each step reads input node j also comes from node j's own state
-        pair = self.pair(h, literals, self.D).view(B, T, self.D, self.D, 2 * self.C + 1)  # (B, T, node, step, 2C+1)
-        return torch.cat([logits[:, :, :, :self.D] + pair.transpose(2, 3), logits[:, :, :, self.D:]], dim=3)
+        pair = self.pair(h, literals, self.D, at).view(-1, self.D, self.D, 2 * self.C + 1)  # (N, node, step, 2C+1)
+        return torch.cat([logits[:, :, :self.D] + pair.transpose(1, 2), logits[:, :, self.D:]], dim=2)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         target = (batch["O"].round().to(torch.int64) + self.C).clamp(0, 2 * self.C)  # (B, T, D, 2D)
@@ -253,8 +265,8 @@ class Gates(nn.Module):
         super().__init__()
         self.out = nn.Linear(hidden, config.dag_depth)
 
-    def forward(self, h: torch.Tensor, literals: Literals) -> torch.Tensor:
-        return self.out(h)  # (B, T, D)
+    def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
+        return self.out(h[at.b, at.t])  # (N, D)
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, batch["G"].to(logits.dtype), reduction="none").mean(-1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
 from models.dag_executor import DAGExecutor
-from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Signs
+from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Positions, Signs
 
 @dataclass
 class GPTConfig:
@@ -83,9 +83,19 @@ class DAGPlanPredictor(nn.Module):
         parts = (VALUE_HEADS[config.value_head], Signs, Coefficients, Gates)
         self.parts = nn.ModuleDict({cls.name: cls(config, hidden) for cls in parts})
 
-    def forward(self, hidden: torch.Tensor, literals: Literals) -> DAGPrediction:
+    def forward(self, hidden: torch.Tensor, literals: Literals, at: torch.Tensor | None = None) -> DAGPrediction:
+        """Logits (B, T, ...) at the positions where at (B, T) is True (all if None);
+        the others hold 0, no prediction, for the caller to mask."""
+        B, T, _ = hidden.shape
         h = self.mlp(hidden)  # (B, T, 4 * n_embd)
-        logits = {name: part(h, literals) for name, part in self.parts.items()}
+        positions = Positions.where(torch.ones(B, T, dtype=torch.bool, device=h.device) if at is None else at)
+        logits = {}
+        for name, part in self.parts.items():
+            packed = part(h, literals, positions)  # (N, ...)
+            if at is None:  # every position, in row-major order
+                logits[name] = packed.view(B, T, *packed.shape[1:])
+            else:
+                logits[name] = packed.new_zeros(B, T, *packed.shape[1:]).index_put((positions.b, positions.t), packed)
         return DAGPrediction(logits, dict(self.parts.items()), literals)
 
 
@@ -115,15 +125,16 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
-    def predict_dag(self, idx: torch.Tensor, literals: Literals) -> DAGPrediction:
-        """The DAG heads' prediction at every position of idx (B, T), whose text's
-        literals (Literals.from_batch) the heads may read."""
+    def predict_dag(self, idx: torch.Tensor, literals: Literals, at: torch.Tensor | None = None) -> DAGPrediction:
+        """The DAG heads' prediction at the positions of idx (B, T) where at (B, T) is
+        True (every position if None; elsewhere logits 0), from the text's literals
+        (Literals.from_batch), which the heads may read."""
         if self.config.dag_depth == 0:
             raise ValueError("this model has dag_depth=0: it has no DAG heads")
         # the literal index is read off the text, like the tokens: place in the
         # expression that GPT-2's context-dependent number splits do not give
         extra = self.literal_emb(literals.index.clamp(max=MAX_LITERALS)) if self.config.literal_embedding else None
-        return self.dag_predictor(self.transformer(idx, extra), literals)
+        return self.dag_predictor(self.transformer(idx, extra), literals, at)
 
     def execute(self, V_mag, V_sign, O, G) -> torch.Tensor:
         """(B, T) float64 values of DAG tensors, e.g. DAGPrediction.hard()."""

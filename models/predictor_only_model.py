@@ -8,12 +8,13 @@ from models.dag_model import GPT, DAGPrediction, GPTConfig
 
 
 class PredictorOnlyModel(GPT):
-    """forward(idx (B, T), literals) -> DAGPrediction for every position."""
+    """forward(idx (B, T), literals, at) -> DAGPrediction at the positions at (B, T)
+    marks (every position if None)."""
 
     def __init__(self, config: GPTConfig):
         if config.dag_depth < 1:
             raise ValueError(f"a predictor-only model needs dag_depth >= 1, got {config.dag_depth}")
         super().__init__(config)
 
-    def forward(self, idx: torch.Tensor, literals: Literals) -> DAGPrediction:
-        return self.predict_dag(idx, literals)
+    def forward(self, idx: torch.Tensor, literals: Literals, at: torch.Tensor | None = None) -> DAGPrediction:
+        return self.predict_dag(idx, literals, at)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch, trim_batch
-from models.dag_heads import Literals, PairLayer, digit_targets, literal_states
+from models.dag_heads import Literals, PairLayer, Positions, digit_targets, literal_states
 from models.dag_model import DAGPrediction, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
 from predictor_utils import dag_losses, final_token_metrics, loss_weights_of, wilson_interval
@@ -108,7 +108,8 @@ def test_digit_soft_and_hard_values():
 def test_copy_head_points_only_at_earlier_literals():
     model = tiny_model("copy")
     h = torch.randn(1, 4, 4 * 32)
-    logits = model.dag_predictor.parts["mag"](h, LITERALS)  # (1, 4, D, 5)
+    every = Positions.where(torch.ones(1, 4, dtype=torch.bool))
+    logits = model.dag_predictor.parts["mag"](h, LITERALS, every).view(1, 4, D, 5)  # (B, T, D, T+1)
     allowed = torch.isfinite(logits[0, :, 0])  # (T, T+1), the same for every slot
     assert allowed.tolist() == [[True, False, False, False, True], [True, True, False, False, True],
                                 [True, True, True, False, True], [True, True, True, False, True]]
@@ -223,7 +224,8 @@ def test_pair_layer_equals_projecting_every_positions_node_states():
     nodes = literal_states(h, literals, 2)
     broadcast = nodes.states[:, None] * nodes.read[..., None]  # (B, T, n, H): each position's node states
     expected = layer.out(F.gelu(layer.here(h)[:, :, None] + layer.node(broadcast)))
-    torch.testing.assert_close(layer(h, literals, 2), expected)
+    every = Positions.where(torch.ones(2, 5, dtype=torch.bool))
+    torch.testing.assert_close(layer(h, literals, 2, every).view(2, 5, 2, 3), expected)
 
 
 def test_losses_and_metrics_of_a_trimmed_batch_are_the_untrimmed_ones():
@@ -244,6 +246,21 @@ def test_losses_and_metrics_of_a_trimmed_batch_are_the_untrimmed_ones():
         torch.testing.assert_close(results[1][0][name], loss, msg=name)
     for name, metric in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], metric, msg=name)
+
+
+@pytest.mark.parametrize("value_head", ["digits", "copy"])
+def test_heads_at_some_positions_predict_what_they_predict_at_all(value_head):
+    torch.manual_seed(0)
+    model = PredictorOnlyModel(GPTConfig(block_size=8, vocab_size=100, n_layer=1, n_head=2, n_embd=32, bias=False,
+                                         dag_depth=D, value_head=value_head, literal_states=True)).eval()
+    idx = torch.randint(0, 100, (2, 4), generator=torch.Generator().manual_seed(1))
+    literals = Literals(*(torch.cat([t, t]) for t in LITERALS))
+    at = torch.tensor([[False, True, False, True], [True, False, False, False]])
+    with torch.no_grad():
+        every, some = model(idx, literals).logits, model(idx, literals, at=at).logits
+    for name in every:
+        torch.testing.assert_close(some[name][at], every[name][at], msg=name)  # other matmul shapes: last bits differ
+        assert (some[name][~at] == 0).all(), name  # no prediction there
 
 
 def test_literal_state_heads_are_causal():
