@@ -1,9 +1,213 @@
 """Run plumbing shared by the training scripts, so each script's training loop is all
-that is its own: timing the parts of a step."""
+that is its own: one-line errors, DDP and autocast setup, starting a model (from
+scratch, a checkpoint or GPT-2), checkpoints with their RNG states, the non-finite-loss
+stop, wandb, and timing the parts of a step."""
 import json
+import os
+import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
+from torch.distributed import init_process_group
+
+from checkpoint import (OutDirError, check_resumable, failed_save_message, latest_checkpoint, load_checkpoint,
+                        one_line, prepare_out_dir, prune_checkpoints, resolve_checkpoint, save_checkpoint)
+from predictor_utils import first_non_finite
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the run: one line on stderr (also for library messages that span several), exit 1."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(1)
+
+
+@dataclass
+class Process:
+    """This process's place in the run: DDP rank and world size, and its device."""
+
+    ddp: bool
+    rank: int
+    local_rank: int
+    world_size: int
+    device: str
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def device_type(self) -> str:
+        return "cuda" if "cuda" in self.device else "cpu"
+
+
+def setup_process(device: str, backend: str) -> Process:
+    """A DDP process when torchrun started this one (RANK is set), else a single one."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        return Process(False, 0, 0, 1, device)
+    init_process_group(backend=backend)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.startswith("cuda"):
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    return Process(True, int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"]), device)
+
+
+def claim_out_dir(out_dir: str, lock: bool) -> None:
+    """out_dir created and writable, and (lock=True) this run's alone until the process exits."""
+    try:
+        prepare_out_dir(out_dir, lock=lock)
+    except OutDirError as e:
+        fail(str(e))
+
+
+def autocast_context(device_type: str, dtype: str):
+    """bf16 / fp16 autocast on CUDA; on the CPU everything runs in float32."""
+    ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if ptdtype is None:
+        fail(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return nullcontext() if device_type == "cpu" else torch.autocast(device_type=device_type, dtype=ptdtype)
+
+
+@dataclass
+class ModelStart:
+    """Where a run starts: its model, the args that rebuild it, the iteration and best
+    validation loss it starts from, and the checkpoint it resumes (None otherwise)."""
+
+    model: torch.nn.Module
+    model_args: dict
+    iter_num: int
+    best_val_loss: float
+    checkpoint: dict | None
+    ckpt_path: str | None
+
+
+def start_model(model_cls, config_cls, config: dict, overridden, model_keys: tuple, data_keys: tuple,
+                head_keys: tuple, device: str) -> ModelStart:
+    """The model a run starts from, by config["init_from"]: 'scratch'; 'resume' /
+    'latest' / a .pt path (a checkpoint of this kind: its shape, and its data settings
+    unless the run sets them again); or a GPT-2 name or directory (its backbone, the
+    config's head_keys). config takes the settings that the start decides (shape, and a
+    resume's data settings), in place. Every failure is one line and exit 1."""
+    init_from, out_dir = config["init_from"], config["out_dir"]
+    if init_from == "scratch":
+        model_args = {k: config[k] for k in model_keys} | {"vocab_size": 50304}
+        return ModelStart(model_cls(config_cls(**model_args)), model_args, 0, 1e9, None, None)
+    if init_from in ("resume", "latest") or init_from.endswith(".pt"):
+        try:
+            ckpt_path = resolve_checkpoint(init_from, out_dir)
+            checkpoint = load_checkpoint(ckpt_path, map_location=device)
+        except (FileNotFoundError, ValueError) as e:
+            fail(str(e))
+        print(f"resuming from {ckpt_path}")
+        try:  # keys a resume reads; a shape set again must be the checkpoint's
+            model_args = check_resumable(checkpoint, ckpt_path, config, overridden, model_keys, data_keys)
+        except ValueError as e:
+            fail(str(e))
+        # the data settings follow the checkpoint too, so the run goes on with the
+        # stream it had, unless the command line or config file sets them again
+        for k in data_keys:
+            if k in overridden and config[k] != checkpoint["config"].get(k):
+                print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'].get(k)!r}")
+            elif k not in overridden:
+                config[k] = checkpoint["config"].get(k, config[k])
+        try:
+            model = model_cls(config_cls(**model_args))
+            model.load_state_dict(checkpoint["model"])
+        except (TypeError, ValueError, RuntimeError) as e:
+            fail(f"{ckpt_path!r} does not fit the model its model_args describe: {one_line(e)}")
+        start = ModelStart(model, model_args, checkpoint["iter_num"], checkpoint["best_val_loss"], checkpoint,
+                           ckpt_path)
+    else:
+        try:
+            model = model_cls.from_pretrained(init_from, {k: config[k] for k in head_keys})
+        except (ValueError, OSError) as e:
+            fail(f"init_from={init_from!r}: {e}")
+        block_size = config["block_size"]
+        if block_size > model.config.block_size:
+            fail(f"block_size={block_size} exceeds the {model.config.block_size} positions of {init_from!r}")
+        if block_size < model.config.block_size:
+            model.transformer.crop_block_size(block_size)
+        model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
+        start = ModelStart(model, model_args, 0, 1e9, None, None)
+    # a checkpoint or GPT-2 decides the model's shape: the data and the saved config follow it
+    for k in model_keys:
+        config[k] = getattr(start.model.config, k)
+    return start
+
+
+def resume_optimizer(optimizer: torch.optim.Optimizer, start: ModelStart) -> None:
+    if start.checkpoint is not None:
+        try:
+            optimizer.load_state_dict(start.checkpoint["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            fail(f"the optimizer state of {start.ckpt_path!r} does not fit its model: {one_line(e)}")
+
+
+def resume_rng(start: ModelStart, device: str) -> None:
+    """The RNG states a checkpoint saved (dropout continues where it was)."""
+    if start.checkpoint is not None:
+        torch.set_rng_state(start.checkpoint["rng_state"])
+        if "cuda" in device and start.checkpoint.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(start.checkpoint["cuda_rng_state"][0], device)
+
+
+def save_run(kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_args: dict,
+             iter_num: int, best_val_loss: float, config: dict, device: str, keep: int) -> None:
+    """Checkpoint config["out_dir"]/ckpt_<iter_num>.pt with nanoGPT's keys, the RNG
+    states and the kind of model it holds ('predictor'), then keep the newest `keep`.
+    A failed save stops the run in one line; the last good checkpoint stays."""
+    ckpt = {
+        "kind": kind,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "model_args": model_args,
+        "iter_num": iter_num,
+        "best_val_loss": best_val_loss,
+        "config": config,
+        "rng_state": torch.get_rng_state(),
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if "cuda" in device else None,
+    }
+    out_dir = config["out_dir"]
+    try:
+        path = save_checkpoint(ckpt, out_dir, iter_num)
+    except (OSError, ValueError) as e:  # disk full, non-finite weights
+        fail(failed_save_message(e, out_dir, iter_num))
+    print(f"saved {path}")
+    prune_checkpoints(out_dir, keep)
+
+
+def stop_if_non_finite(kind: str, losses: dict, iter_num: int, out_dir: str) -> None:
+    """Stop before anything is saved if a loss component is NaN or infinite."""
+    losses = {k: torch.as_tensor(v).detach() for k, v in losses.items()}  # val losses are floats
+    bad = first_non_finite(losses)
+    if bad is None:
+        return
+    try:
+        last = latest_checkpoint(out_dir)
+    except FileNotFoundError:
+        last = "none"
+    fail(f"non-finite {kind} {bad} loss ({losses[bad].item()}) at iter {iter_num}; stopped "
+         f"without saving, last good checkpoint: {last}")
+
+
+def start_wandb(project: str, name: str, config: dict):
+    """The wandb module, logging this run, or None if wandb cannot start. Without
+    credentials there is no account to sync to: it logs to disk instead of letting
+    wandb.init wait on the network."""
+    import wandb
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc"))
+    mode = os.environ.get("WANDB_MODE") or ("online" if has_key else "offline")
+    try:
+        wandb.init(project=project, name=name, config=config, mode=mode, settings=wandb.Settings(init_timeout=60))
+    except Exception as e:  # a logging service must never stop a training run
+        print(f"wandb unavailable ({type(e).__name__}: {e}); continuing without it")
+        return None
+    return wandb
 
 
 class StepTimer:

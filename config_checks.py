@@ -80,6 +80,7 @@ RANGES = {
     "max_decimal_places": int_range(0, MAX_SIGNIFICANT_DIGITS - 1),  # max_digits >= 1
     "min_expr_depth": at_least(0),
     "max_expr_depth": at_least(0),
+    "depth_power": at_least(0, integer=False),
     "max_coefficient": at_least(1),
     "beta1": in_range(0, 1, closed=False),
     "beta2": in_range(0, 1, closed=False),

@@ -15,12 +15,12 @@ stops the run with one line on stderr and exit status 1.
 import dataclasses
 import json
 import sys
-from typing import NoReturn
 
 import numpy as np
 import torch
 
 from checkpoint import latest_checkpoint, load_checkpoint
+from common import fail
 from configurator import apply_config
 from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
@@ -46,12 +46,6 @@ given_keys = apply_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
 
-def fail(message: str) -> NoReturn:
-    # one line, also for library messages that span several (state dict mismatches)
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    sys.exit(1)
-
-
 for key in ("expr", "expressions_file"):  # given, but empty: not the held-out set asked for silently
     if key in given_keys and not globals()[key].strip():
         fail(f"--{key} is empty: give {'an expression' if key == 'expr' else 'a file of expressions'}")
@@ -70,6 +64,8 @@ except (FileNotFoundError, ValueError) as e:
 missing = [k for k in ("model", "model_args", "config", "iter_num") if k not in checkpoint]
 if missing:
     fail(f"{ckpt_path!r} is not a train_predictor.py checkpoint: it has no {', '.join(missing)}")
+if checkpoint.get("kind", "predictor") != "predictor":  # checkpoints before 'kind' are all predictors
+    fail(f"{ckpt_path!r} holds a {checkpoint['kind']!r} model, not a train_predictor.py one")
 try:
     model = PredictorOnlyModel(GPTConfig(**checkpoint["model_args"]))
     model.load_state_dict(checkpoint["model"])

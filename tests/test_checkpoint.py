@@ -30,7 +30,7 @@ def training_checkpoint() -> dict:
         "config": {"out_dir": "out", "lr": 1e-3, "betas": (0.9, 0.95), "seed": None},
         "rng_state": torch.get_rng_state(),
         "cuda_rng_state": None,
-        "data_position": 12345,
+        "kind": "predictor",
     }
 
 

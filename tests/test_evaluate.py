@@ -232,6 +232,7 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
     reshaped = load_checkpoint(latest_checkpoint(out_dir))
     reshaped["model_args"] = reshaped["model_args"] | {"n_embd": 64}
     other_shape = save_checkpoint(reshaped, str(tmp / "other"), 3)
+    other_kind = save_checkpoint(reshaped | {"kind": "daggpt"}, str(tmp / "kind"), 3)
     bad_line = tmp / "expressions.txt"
     bad_line.write_text("1 + 1\n2 +* 3\n")
     (tmp / "comments.txt").write_text("# nothing but a comment\n\n")
@@ -243,6 +244,7 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
         "not a checkpoint": ([f"--ckpt_path={tmp / 'text.pt'}"], "not a loadable checkpoint", 1),
         "not a training checkpoint": ([f"--ckpt_path={tmp / 'dict.pt'}"], "not a train_predictor.py checkpoint", 1),
         "checkpoint of another shape": ([f"--ckpt_path={other_shape}"], "does not fit", 1),
+        "checkpoint of another kind": ([f"--ckpt_path={other_kind}"], "holds a 'daggpt' model, not a train_predictor.py", 1),
         "missing expressions_file": ([run_dir, f"--expressions_file={tmp / 'nope.txt'}"], "No such file", 1),
         "bad expression line": ([run_dir, f"--expressions_file={bad_line}"], f"{bad_line}:2: unexpected '*'", 1),
         "no expressions": ([run_dir, f"--expressions_file={tmp / 'comments.txt'}"], "no expressions", 1),
@@ -253,7 +255,7 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
 
 @pytest.mark.parametrize("case", [
     "missing checkpoint", "missing out_dir", "empty out_dir", "not a checkpoint", "not a training checkpoint",
-    "checkpoint of another shape", "missing expressions_file", "bad expression line", "no expressions",
+    "checkpoint of another shape", "checkpoint of another kind", "missing expressions_file", "bad expression line", "no expressions",
     "two modes", "config error"])
 def test_bad_input(bad_inputs, case):
     args, message, status = bad_inputs[case]

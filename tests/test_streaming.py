@@ -361,7 +361,7 @@ def test_batch_layout():
     shapes = {k: tuple(v.shape) for k, v in b.items()}
     assert shapes == {"idx": (5, 24), "V_mag": (5, 24, 6), "V_sign": (5, 24, 6), "O": (5, 24, 3, 6),
                       "G": (5, 24, 3), "value": (5, 24), "mask": (5, 24), "V_src": (5, 24, 3),
-                      "lit_index": (5, 24), "lit_value": (5, 24), "lit_end": (5, 24), "depth": (5,)}
+                      "lit_index": (5, 24), "lit_value": (5, 24), "lit_end": (5, 24)}
     assert b["V_mag"].dtype == torch.float64 and b["mask"].dtype == torch.bool
     assert b["mask"].any(-1).all()
     # each tensor contiguous, and one storage per dtype (one shared-memory segment each
@@ -380,10 +380,9 @@ def test_batch_layout():
 def test_trim_batch_cuts_the_padding_after_the_last_masked_position():
     mask = torch.zeros(3, 10, dtype=torch.bool)
     mask[0, 2], mask[1, 6], mask[2, 0] = True, True, True
-    batch = {"mask": mask, "O": torch.arange(3 * 10 * 2).view(3, 10, 2), "depth": torch.tensor([1, 2, 3])}
+    batch = {"mask": mask, "O": torch.arange(3 * 10 * 2).view(3, 10, 2)}
     cut = trim_batch(batch)
     assert cut["mask"].shape == (3, 7) and torch.equal(cut["O"], batch["O"][:, :7])
-    assert torch.equal(cut["depth"], batch["depth"])  # per example, no positions
     assert trim_batch(batch, multiple=4)["mask"].shape == (3, 8)
     assert trim_batch(batch, multiple=8)["mask"].shape == (3, 8)
     assert trim_batch(batch, multiple=16)["mask"].shape == (3, 10)  # never past block_size
@@ -406,3 +405,15 @@ def test_bad_stream_settings():
         DAGStream(StreamConfig(), "test", 4)
     with pytest.raises(ValueError, match="shard"):
         DAGStream(StreamConfig(), "train", 4, shard=2, n_shards=2)
+
+
+def test_depth_power_draws_deep_expressions_more_often():
+    uniform = ExampleMaker(StreamConfig(dag_depth=4, max_expr_depth=3))
+    assert [uniform.depth_of(seed) for seed in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]  # as before depth_power
+    skewed = ExampleMaker(StreamConfig(dag_depth=4, min_expr_depth=1, max_expr_depth=3, depth_power=2.0))
+    counts = np.bincount([skewed.depth_of(seed) for seed in range(20_000)], minlength=4)
+    assert counts[0] == 0
+    expected = np.array([0, 4, 9, 16]) / 29  # weights (d + 1) ** 2 over depths 1..3
+    assert np.abs(counts / counts.sum() - expected).max() < 0.02
+    with pytest.raises(ValueError, match="depth_power must be >= 0, got -1"):
+        StreamConfig(depth_power=-1)

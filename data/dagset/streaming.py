@@ -47,6 +47,7 @@ class StreamConfig:
     max_decimal_places: int = 4
     min_expr_depth: int = 0
     max_expr_depth: int = 3  # binary operations; depth + 1 literals must fit dag_depth
+    depth_power: float = 0.0  # depth d is drawn with weight (d + 1) ** depth_power: 0 uniform, > 0 more deep ones
     ops: str = "+-*/"
     p_unary_minus: float = 0.2
     p_parens: float = 0.2
@@ -65,6 +66,8 @@ class StreamConfig:
         if not 0 <= self.min_expr_depth <= self.max_expr_depth:
             raise ValueError(f"need 0 <= min_expr_depth <= max_expr_depth, got "
                              f"{self.min_expr_depth}, {self.max_expr_depth}")
+        if self.depth_power < 0:
+            raise ValueError(f"depth_power must be >= 0, got {self.depth_power}")
         if self.max_expr_depth + 1 > self.dag_depth:
             raise ValueError(f"max_expr_depth={self.max_expr_depth} has {self.max_expr_depth + 1} values, "
                              f"more than dag_depth={self.dag_depth} nodes hold")
@@ -87,6 +90,19 @@ class ExampleMaker:
         self.cfg = cfg
         self.enc = tiktoken.get_encoding("gpt2")
         self._token_len: dict[int, int] = {}
+        depths = range(cfg.min_expr_depth, cfg.max_expr_depth + 1)
+        weights = [(d + 1) ** cfg.depth_power for d in depths]
+        self._depth_cdf = [sum(weights[:i + 1]) / sum(weights) for i in range(len(weights))]
+
+    def depth_of(self, seed: int) -> int:
+        """The expression depth a draw's seed gives: seed % n_depths when depth_power is 0
+        (uniform), else from the seed's hash by the weights (d + 1) ** depth_power."""
+        cfg = self.cfg
+        n_depths = cfg.max_expr_depth - cfg.min_expr_depth + 1
+        if cfg.depth_power == 0:
+            return cfg.min_expr_depth + seed % n_depths
+        u = zlib.crc32(seed.to_bytes(16, "little", signed=True)) / 2 ** 32  # uniform in [0, 1)
+        return cfg.min_expr_depth + min(bisect_right(self._depth_cdf, u), n_depths - 1)
 
     def _token_ends(self, tokens: list[int]) -> list[int]:
         ends, pos = [], 0
@@ -208,10 +224,9 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int,
     candidate drawn from its seeds that belongs to the split and fits block_size and
     dag_depth."""
     cfg = maker.cfg
-    n_depths = cfg.max_expr_depth - cfg.min_expr_depth + 1
     for attempt in range(10_000):
         seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
-        depth = cfg.min_expr_depth + seed % n_depths
+        depth = maker.depth_of(seed)
         text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
                                    cfg.p_unary_minus, cfg.p_parens, cfg.p_power,
                                    p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
@@ -234,8 +249,7 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
     """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
     columns: dict[str, list[np.ndarray]] = {}
     for i in range(batch_index * batch_size, (batch_index + 1) * batch_size):
-        _, depth, ex = draw_example(maker, split, i)
-        for k, a in (*ex.items(), ("depth", np.asarray(depth, dtype=np.int64))):
+        for k, a in draw_example(maker, split, i)[2].items():
             columns.setdefault(k, []).append(a)
     # The tensors of one dtype are contiguous views of one buffer: a DataLoader worker
     # passes each storage to the training process through its own shared-memory
@@ -263,12 +277,13 @@ def trim_batch(batch: dict[str, torch.Tensor], multiple: int = 1) -> dict[str, t
     valid = batch["mask"].any(0).nonzero()
     T = batch["mask"].shape[1]
     keep = min(T, -(-(int(valid[-1]) + 1) // multiple) * multiple) if len(valid) else min(T, multiple)
-    return {k: v[:, :keep] if v.dim() > 1 else v for k, v in batch.items()}
+    return {k: v[:, :keep] for k, v in batch.items()}
 
 
 class DAGStream(IterableDataset):
     """Infinite stream of batch dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
-    O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; depth (B,).
+    O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; and the
+    text's literals (lit_index, lit_value, lit_end) and the copy targets V_src.
     Use with DataLoader(stream, batch_size=None, num_workers=N).
 
     The j-th batch it yields (j = 0, 1, ...) is batch (start + j) * n_shards + shard of
