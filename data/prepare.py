@@ -13,6 +13,7 @@ import numpy as np
 import tiktoken
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
+from common import fail  # noqa: E402
 from configurator import apply_config  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -22,11 +23,6 @@ val_fraction = 0.1
 data_dir = ""  # the folder <name>/ goes in; empty: this data/ folder
 # -----------------------------------------------------------------------------
 apply_config(globals(), sys.argv[1:])
-
-
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:

@@ -66,7 +66,7 @@ def test_value_sources_pass_over_exponents_and_sign_factors():
 
 def test_generated_examples_have_consistent_copy_targets(maker):
     for i in range(200):
-        _, _, ex = draw_example(maker, "train", i)
+        ex = draw_example(maker, "train", i).targets
         for t in np.flatnonzero(ex["mask"]):
             used = ex["V_src"][t] >= 0
             assert (ex["V_src"][t] != -2).all()

@@ -53,7 +53,7 @@ def test_fast_path_equals_sympy_path_on_every_prefix(cfg, n):
     maker = ExampleMaker(cfg)
     n_prefixes = 0
     for i in range(n):
-        text, _, ex = draw_example(maker, "train", i)
+        text, ex = draw_example(maker, "train", i)
         ref = reference_targets(text, maker)
         for key in ref:
             np.testing.assert_array_equal(ex[key], ref[key], err_msg=f"{key} differs for {text!r}")
@@ -373,7 +373,7 @@ def test_batch_layout():
     assert set(storages) == {torch.int64, torch.float64, torch.bool}
     assert all(len(ptrs) == 1 for ptrs in storages.values())
     # and the views do not overlap: every example's own values
-    ex = draw_example(ExampleMaker(cfg), "val", 3)[2]
+    ex = draw_example(ExampleMaker(cfg), "val", 3).targets
     assert all(torch.equal(b[k][3], torch.from_numpy(ex[k])) for k in ex)
 
 
@@ -392,8 +392,8 @@ def test_trim_batch_cuts_the_padding_after_the_last_masked_position():
 def test_train_and_val_never_share_an_expression():
     cfg = StreamConfig(dag_depth=3, block_size=24, max_expr_depth=2, max_digits=1, max_decimal_places=0)
     maker = ExampleMaker(cfg)
-    train = {draw_example(maker, "train", i)[0] for i in range(400)}
-    val = {draw_example(maker, "val", i)[0] for i in range(400)}
+    train = {draw_example(maker, "train", i).text for i in range(400)}
+    val = {draw_example(maker, "val", i).text for i in range(400)}
     assert train and val and not train & val  # tiny digits: plenty of chances to collide
     assert all(split_of(t) == "train" for t in train) and all(split_of(t) == "val" for t in val)
 

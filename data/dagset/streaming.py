@@ -19,6 +19,7 @@ iff crc32(text) % VAL_EVERY == 0, so the two splits never share an expression.
 import zlib
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import NamedTuple
 from fractions import Fraction
 
 import numpy as np
@@ -189,7 +190,7 @@ def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dic
         if word[0] not in _NUMBER_CHARS:
             continue
         start = end - len(word)
-        first = t = bisect_right(token_ends, start, lo=t)  # the token holding the literal's first char
+        t = bisect_right(token_ends, start, lo=t)  # the token holding the literal's first char
         t = bisect_left(token_ends, end, lo=t)  # ... and its last
         ex["lit_index"][after:t + 1] = len(literals) + 1
         mag = Fraction(word)
@@ -219,10 +220,14 @@ def split_of(text: str) -> str:
     return "val" if zlib.crc32(text.encode()) % VAL_EVERY == 0 else "train"
 
 
-def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int, dict[str, np.ndarray]]:
-    """(text, depth, per-token targets) of example `index` of a split: the first
-    candidate drawn from its seeds that belongs to the split and fits block_size and
-    dag_depth."""
+class Example(NamedTuple):
+    text: str
+    targets: dict[str, np.ndarray]  # per-token arrays (ExampleMaker.targets)
+
+
+def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
+    """Example `index` of a split: the first candidate drawn from its seeds that belongs
+    to the split and fits block_size and dag_depth."""
     cfg = maker.cfg
     for attempt in range(10_000):
         seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
@@ -238,7 +243,7 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> tuple[str, int,
         if len(tokens) > cfg.block_size:
             continue
         try:
-            return text, depth, maker.targets(text, tokens)
+            return Example(text, maker.targets(text, tokens))
         except ValueError:  # needs more than dag_depth nodes
             continue
     raise ValueError(f"no expression of example {index} fits block_size={cfg.block_size} and "
@@ -249,7 +254,7 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
     """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
     columns: dict[str, list[np.ndarray]] = {}
     for i in range(batch_index * batch_size, (batch_index + 1) * batch_size):
-        for k, a in draw_example(maker, split, i)[2].items():
+        for k, a in draw_example(maker, split, i).targets.items():
             columns.setdefault(k, []).append(a)
     # The tensors of one dtype are contiguous views of one buffer: a DataLoader worker
     # passes each storage to the training process through its own shared-memory
