@@ -8,14 +8,23 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 import torch
 from torch.distributed import init_process_group
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
 
-from checkpoint import (OutDirError, check_resumable, failed_save_message, latest_checkpoint, load_checkpoint,
+from checkpoint import (OutDirError, check_resumable, checkpoint_iters, failed_save_message, latest_checkpoint, load_checkpoint,
                         one_line, prepare_out_dir, prune_checkpoints, resolve_checkpoint, save_checkpoint)
-from predictor_utils import first_non_finite
+from predictor_utils import first_non_finite, get_lr
+
+
+# the training scripts' AdamW and schedule defaults (nanoGPT's, with beta2 0.99 for small
+# models): weight_decay, beta1, beta2, grad_clip (0: none), decay_lr (cosine from
+# learning_rate to min_lr after warmup_iters linear steps)
+OPTIMIZER_DEFAULTS = {"weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "decay_lr": True,
+                      "warmup_iters": 50, "min_lr": 1e-4}
 
 
 def fail(message: str) -> NoReturn:
@@ -86,7 +95,7 @@ class ModelStart:
     ckpt_path: str | None
 
 
-def start_model(model_cls, config_cls, config: dict, overridden, model_keys: tuple, data_keys: tuple,
+def start_model(kind: str, model_cls, config_cls, config: dict, overridden, model_keys: tuple, data_keys: tuple,
                 head_keys: tuple, device: str) -> ModelStart:
     """The model a run starts from, by config["init_from"]: 'scratch'; 'resume' /
     'latest' / a .pt path (a checkpoint of this kind: its shape, and its data settings
@@ -103,6 +112,9 @@ def start_model(model_cls, config_cls, config: dict, overridden, model_keys: tup
             checkpoint = load_checkpoint(ckpt_path, map_location=device)
         except (FileNotFoundError, ValueError) as e:
             fail(str(e))
+        if checkpoint.get("kind", "predictor") != kind:  # checkpoints before 'kind' are all predictors
+            fail(f"{ckpt_path!r} holds a {checkpoint.get('kind', 'predictor')!r} model, not a {kind!r} one: "
+                 f"resume it with its own training script")
         print(f"resuming from {ckpt_path}")
         try:  # keys a resume reads; a shape set again must be the checkpoint's
             model_args = check_resumable(checkpoint, ckpt_path, config, overridden, model_keys, data_keys)
@@ -140,6 +152,101 @@ def start_model(model_cls, config_cls, config: dict, overridden, model_keys: tup
     return start
 
 
+@dataclass
+class Training:
+    """What a training loop steps and saves: the model as called (compiled, DDP-wrapped),
+    the plain module (saved, evaluated on the master without DDP collectives), its
+    optimizer and grad scaler, the iteration a resume starts at (None from scratch),
+    and what its checkpoints record (kind, model_args, config, best validation loss)."""
+
+    model: torch.nn.Module
+    raw_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    resumed_at: int | None
+    kind: str
+    model_args: dict
+    config: dict
+    device: str
+    best_val_loss: float
+
+
+def setup_training(kind: str, start: ModelStart, config: dict, proc: Process) -> Training:
+    """The started model on its device with its optimizer (a resume's state loaded),
+    compiled and DDP-wrapped as config says. A scratch run into an out_dir that holds
+    checkpoints past its start is refused: `resume` would pick them up, and
+    keep_checkpoints would prune this run's own saves in their favour."""
+    model, iter_num, out_dir = start.model, start.iter_num, config["out_dir"]
+    model.to(proc.device)
+    newer = [i for i in checkpoint_iters(out_dir) if i > iter_num]
+    if newer and not config["eval_only"]:
+        fail(f"out_dir {out_dir!r} already holds a checkpoint of iter {newer[-1]}, past iter {iter_num} "
+             f"where this run starts: use another out_dir")
+    scaler = torch.amp.GradScaler(proc.device_type, enabled=(config["dtype"] == "float16" and
+                                                             proc.device_type == "cuda"))
+    optimizer = model.configure_optimizers(config["weight_decay"], config["learning_rate"],
+                                           (config["beta1"], config["beta2"]), proc.device_type)
+    resume_optimizer(optimizer, start)
+    raw_model = model
+    if config["compile"]:
+        model = torch.compile(model)
+    if proc.ddp:
+        model = DDP(model, device_ids=[proc.local_rank] if proc.device_type == "cuda" else None)
+    return Training(model, raw_model, optimizer, scaler, iter_num if start.checkpoint is not None else None, kind,
+                    start.model_args, config, proc.device, start.best_val_loss)
+
+
+def save_if_due(training: Training, val: dict[str, float], iter_num: int, final: bool, log) -> None:
+    """After an evaluation: stop on a non-finite validation loss (rates, acc_*, are not
+    losses), log to wandb (log: the wandb module or None), and checkpoint (never the
+    untrained model) if the loss improved, always_save_checkpoint is set, or it is the end."""
+    stop_if_non_finite("val", {k: v for k, v in val.items() if not k.startswith("acc_")}, iter_num,
+                       training.config["out_dir"])
+    if log:
+        log.log({"iter": iter_num, **{f"val/{k}": v for k, v in val.items()}})
+    improved = val["total"] < training.best_val_loss
+    training.best_val_loss = min(training.best_val_loss, val["total"])
+    if iter_num > 0 and (improved or training.config["always_save_checkpoint"] or final):
+        save_run(training.kind, training.raw_model, training.optimizer, training.model_args, iter_num,
+                 training.best_val_loss, training.config, training.device, training.config["keep_checkpoints"])
+
+
+def set_lr(training: Training, iter_num: int) -> float:
+    """Set the config's learning rate of iteration iter_num (nanoGPT's schedule if decay_lr) and return it."""
+    c = training.config
+    lr = get_lr(iter_num, c["learning_rate"], c["warmup_iters"], c["lr_decay_iters"], c["min_lr"]) \
+        if c["decay_lr"] else c["learning_rate"]
+    for group in training.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimizer_step(training: Training) -> None:
+    """Clip the summed gradients (config grad_clip; 0: no clipping), step, and clear them."""
+    grad_clip = training.config["grad_clip"]
+    if grad_clip != 0.0:
+        training.scaler.unscale_(training.optimizer)
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), grad_clip)
+    training.scaler.step(training.optimizer)
+    training.scaler.update()
+    training.optimizer.zero_grad(set_to_none=True)
+
+
+def train_batches(stream_cls, stream_cfg, config: dict, iter_num: int, proc: Process) -> Iterator[dict]:
+    """The training split's batches from iteration iter_num on: micro-batch j of this
+    rank is batch j * world_size + rank (stream_cls: DAGStream or one of its kind),
+    made by config["num_workers"] DataLoader workers."""
+    start = iter_num * config["gradient_accumulation_steps"]
+    stream = stream_cls(stream_cfg, "train", config["batch_size"], start=start, shard=proc.rank,
+                        n_shards=proc.world_size)
+    workers = config["num_workers"]
+    # the loader draws worker seeds from its own generator, never from the global RNG;
+    # pinned batches let non_blocking copies to the GPU overlap its work
+    return iter(DataLoader(stream, batch_size=None, num_workers=workers, generator=torch.Generator(),
+                           persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                           pin_memory=proc.device_type == "cuda"))
+
+
 def resume_optimizer(optimizer: torch.optim.Optimizer, start: ModelStart) -> None:
     if start.checkpoint is not None:
         try:
@@ -159,7 +266,7 @@ def resume_rng(start: ModelStart, device: str) -> None:
 def save_run(kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_args: dict,
              iter_num: int, best_val_loss: float, config: dict, device: str, keep: int) -> None:
     """Checkpoint config["out_dir"]/ckpt_<iter_num>.pt with nanoGPT's keys, the RNG
-    states and the kind of model it holds ('predictor'), then keep the newest `keep`.
+    states and the kind of model it holds ('predictor', 'lm'), then keep the newest `keep`.
     A failed save stops the run in one line; the last good checkpoint stays."""
     ckpt = {
         "kind": kind,

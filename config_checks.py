@@ -81,6 +81,7 @@ RANGES = {
     "min_expr_depth": at_least(0),
     "max_expr_depth": at_least(0),
     "depth_power": at_least(0, integer=False),
+    "corpus_ratio": in_range(0, 1),
     "max_coefficient": at_least(1),
     "beta1": in_range(0, 1, closed=False),
     "beta2": in_range(0, 1, closed=False),
@@ -199,7 +200,7 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> Non
     names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
     if not all(k in config for k in ("dag_depth", "block_size", "max_coefficient")):
         return
-    cfg = StreamConfig(**{k: config[k] for k in names if k in config})  # StreamConfig's defaults for the rest
+    cfg = StreamConfig.from_settings({k: config[k] for k in names if k in config})  # defaults for the rest
     maker = ExampleMaker(cfg)
     max_coefficient, worst = 0, None
     for depth in range(cfg.min_expr_depth, cfg.max_expr_depth + 1):

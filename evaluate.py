@@ -1,5 +1,7 @@
 """
-Evaluate a DAG predictor checkpoint of train_predictor.py.
+Evaluate a DAG predictor checkpoint of train_predictor.py, or a train.py language model
+(exact answers written in text, for both the DAG model and the plain baseline:
+answer_eval.py; the same flags).
 
 Final-token accuracy by expression depth, on a fixed, seeded held-out set of
 validation-split expressions drawn as in training:
@@ -30,6 +32,8 @@ from models.dag_heads import Literals
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
 from predictor_utils import final_token_metrics, relative_error, wilson_interval
+from text_generation import lm_of_checkpoint
+from answer_eval import from_file, held_out, question_row, text_rows
 
 # -----------------------------------------------------------------------------
 out_dir = "out-predictor"
@@ -61,6 +65,49 @@ try:
     checkpoint = load_checkpoint(ckpt_path, map_location=device)
 except (FileNotFoundError, ValueError) as e:
     fail(str(e))
+
+
+def read_expressions(path: str) -> list[tuple[int, str]]:
+    """(line number, expression) of each line of a file but blank and '#' lines."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read expressions_file: {e}")
+    items = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip() and not line.strip().startswith("#")]
+    if not items:
+        fail(f"no expressions in {path!r}")
+    return items
+
+
+def write_json(result: dict) -> None:
+    try:
+        with open(json_out, "w") as f:
+            json.dump({"checkpoint": ckpt_path, "iter_num": checkpoint["iter_num"]} | result, f, indent=2)
+    except OSError as e:
+        fail(f"cannot write json_out: {e}")
+
+
+if checkpoint.get("kind") == "lm":  # a train.py language model: exact answers written in text
+    try:
+        lm = lm_of_checkpoint(checkpoint, ckpt_path, device)
+    except ValueError as e:
+        fail(str(e))
+    print(f"checkpoint {ckpt_path} (iter {checkpoint['iter_num']}): a train.py language model, {lm.kind}")
+    if expr or expressions_file:
+        items = [(0, expr)] if expr else read_expressions(expressions_file)
+        rows, checked = text_rows(lm), []
+        for line_number, text in items:  # all checked before any is run
+            try:
+                checked.append(question_row(rows, text))
+            except ValueError as e:
+                fail(f"{expressions_file}:{line_number}: {e}" if expressions_file else str(e))
+        result = from_file(lm, [text for _, text in items], checked)
+    else:
+        result = held_out(lm, seed, n_per_depth)
+    if json_out:
+        write_json(result)
+    sys.exit(0)
 missing = [k for k in ("model", "model_args", "config", "iter_num") if k not in checkpoint]
 if missing:
     fail(f"{ckpt_path!r} is not a train_predictor.py checkpoint: it has no {', '.join(missing)}")
@@ -78,8 +125,7 @@ model.eval()
 # its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
 settings = checkpoint["config"] | checkpoint["model_args"]
 try:
-    stream_cfg = StreamConfig(**{f.name: settings[f.name] for f in dataclasses.fields(StreamConfig)
-                                 if f.name in settings} | {"seed": seed})
+    stream_cfg = StreamConfig.from_settings(settings | {"seed": seed})
 except ValueError as e:
     fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
 maker = ExampleMaker(stream_cfg)
@@ -174,22 +220,13 @@ def predict(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[torch.
 
 
 def evaluate_file(path: str) -> dict:
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        fail(f"cannot read expressions_file: {e}")
     # every line is checked before any is run, so a bad line stops the run before its table
     items = []
-    for line_number, line in enumerate(lines, 1):
-        text = line.strip()
-        if text and not text.startswith("#"):
-            try:
-                items.append((text, *checked(text)))
-            except ValueError as e:
-                fail(f"{path}:{line_number}: {e}")
-    if not items:
-        fail(f"no expressions in {path!r}")
+    for line_number, text in read_expressions(path):
+        try:
+            items.append((text, *checked(text)))
+        except ValueError as e:
+            fail(f"{path}:{line_number}: {e}")
     records, parts = [], []
     for text, tokens, example in items:
         _, predicted, metrics = predict(example, len(tokens))
@@ -261,8 +298,4 @@ if expr:
 else:
     result = evaluate_file(expressions_file) if expressions_file else evaluate_held_out()
     if json_out:
-        try:
-            with open(json_out, "w") as f:
-                json.dump({"checkpoint": ckpt_path, "iter_num": checkpoint["iter_num"]} | result, f, indent=2)
-        except OSError as e:
-            fail(f"cannot write json_out: {e}")
+        write_json(result)

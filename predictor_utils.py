@@ -13,6 +13,9 @@ from models.dag_heads import causal_coef_mask
 from models.dag_model import DAGPrediction
 
 LOSS_NAMES = ("mag", "sign", "op", "gate", "exec")
+# the training scripts' default <name>_weight config values: executed values are weighted
+# less, their smooth L1 on signed logs is larger than the classification losses
+DEFAULT_LOSS_WEIGHTS = {"mag_weight": 1.0, "sign_weight": 1.0, "op_weight": 1.0, "gate_weight": 1.0, "exec_weight": 0.1}
 
 
 def signed_log(x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +57,8 @@ def total_loss(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> to
 
 def first_non_finite(losses: dict[str, torch.Tensor]) -> str | None:
     """Name of the first loss component that is NaN or infinite, if any."""
-    for name in LOSS_NAMES:
-        if not torch.isfinite(losses[name]).item():
+    for name, value in losses.items():
+        if not torch.isfinite(value).item():
             return name
     return None
 

@@ -15,19 +15,19 @@ import time
 
 import torch
 from torch.distributed import destroy_process_group
-from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
 
-from checkpoint import checkpoint_iters
-from common import (StepTimer, autocast_context, claim_out_dir, fail, resume_optimizer, resume_rng, save_run,
-                    setup_process, start_model, start_wandb, stop_if_non_finite)
+from common import (OPTIMIZER_DEFAULTS, StepTimer, autocast_context, claim_out_dir, fail, optimizer_step, resume_rng,
+                    set_lr, save_if_due, setup_process, setup_training, train_batches, start_model, start_wandb,
+                    stop_if_non_finite)
 from config_checks import validate_config
 from configurator import apply_config
-from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, make_batch, trim_batch
+from data.dagset.streaming import (EXPRESSION_KEYS, DAGStream, ExampleMaker, StreamConfig, expression_defaults, make_batch,
+                                   trim_batch)
 from models.dag_heads import Literals
 from models.dag_model import BACKBONE_KEYS, HEAD_KEYS, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import LOSS_NAMES, dag_losses, final_token_metrics, get_lr, loss_weights_of, total_loss
+from predictor_utils import (DEFAULT_LOSS_WEIGHTS, LOSS_NAMES, dag_losses, final_token_metrics, loss_weights_of,
+                             total_loss)
 
 # -----------------------------------------------------------------------------
 # default config values: a tiny model that learns on a laptop CPU in minutes
@@ -49,20 +49,9 @@ batch_size = 32
 block_size = 32
 gradient_accumulation_steps = 1
 num_workers = 1  # DataLoader worker processes making data (0: in the training process)
-max_digits = 4
-max_decimal_places = 4
-min_expr_depth = 0
-max_expr_depth = 3
-depth_power = 0.0  # depth d is drawn with weight (d + 1) ** depth_power: 0 uniform, > 0 more deep expressions
-p_unary_minus = 0.2
-p_parens = 0.2
-p_power = 0.0
-# the forms people also write (generate_expression.py): 0 = the generator's plain style
-p_trailing_zeros = 0.0
-p_no_spaces = 0.0
-p_space_in_parens = 0.0
-p_neg_group = 0.0
-p_redundant_parens = 0.0
+# the expressions drawn (max_digits, max_expr_depth, depth_power, the p_* of each form):
+# StreamConfig's defaults (data/dagset/streaming.py) unless a config file or the command line sets them
+globals().update(expression_defaults())
 # model
 n_layer = 4
 n_head = 4
@@ -74,24 +63,13 @@ value_head = "copy"  # 'copy': point at the text's literals; 'digits': write eac
 literal_embedding = True  # each token's literal index is added to its embedding
 literal_states = False  # signs and coefficients also read each input literal's own state
 max_coefficient = 3
-# loss weights
-mag_weight = 1.0
-sign_weight = 1.0
-op_weight = 1.0
-gate_weight = 1.0
-exec_weight = 0.1
-# adamw optimizer
+# loss weights: mag_weight, sign_weight, op_weight, gate_weight, exec_weight
+globals().update(DEFAULT_LOSS_WEIGHTS)
+# adamw optimizer: weight_decay, beta1, beta2, grad_clip, decay_lr, warmup_iters, min_lr (common.py)
+globals().update(OPTIMIZER_DEFAULTS)
 learning_rate = 1e-3
 max_iters = 1000
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.99
-grad_clip = 1.0
-# learning rate decay settings
-decay_lr = True
-warmup_iters = 50
 lr_decay_iters = 1000
-min_lr = 1e-4
 # system
 device = "cpu"  # 'cpu', 'cuda', 'cuda:0', 'mps'
 dtype = "bfloat16"  # 'float32', 'bfloat16' or 'float16'; autocast is used on CUDA only
@@ -125,59 +103,28 @@ ctx = autocast_context(device_type, dtype)
 
 # model init
 model_keys = tuple(k for k in BACKBONE_KEYS + HEAD_KEYS if k != "vocab_size")
-data_keys = ("batch_size", "gradient_accumulation_steps", "min_expr_depth", "max_expr_depth", "depth_power",
-             "p_unary_minus", "p_parens", "p_power", "p_trailing_zeros", "p_no_spaces", "p_space_in_parens",
-             "p_neg_group", "p_redundant_parens", "seed")
-start = start_model(PredictorOnlyModel, GPTConfig, config, overridden, model_keys, data_keys, HEAD_KEYS, device)
+data_keys = ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "seed")
+start = start_model("predictor", PredictorOnlyModel, GPTConfig, config, overridden, model_keys, data_keys, HEAD_KEYS,
+                    device)
 globals().update({k: config[k] for k in model_keys + data_keys})  # what the start decided
-model, model_args, iter_num, best_val_loss = start.model, start.model_args, start.iter_num, start.best_val_loss
+iter_num = start.iter_num
 if init_from != "scratch":
     try:
         validate_config(config)
     except ValueError as e:
         fail(f"{e} (with the settings of init_from={init_from!r})")
-model.to(device)
-# checkpoints past this run's start belong to another run: `resume` would pick them up and
-# keep_checkpoints would prune this run's own saves in their favour
-newer = [i for i in checkpoint_iters(out_dir) if i > iter_num]
-if newer and not eval_only:
-    fail(f"out_dir {out_dir!r} already holds a checkpoint of iter {newer[-1]}, past iter {iter_num} "
-         f"where this run starts: use another out_dir")
-
-scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16" and device_type == "cuda"))
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
-resume_optimizer(optimizer, start)
-resumed_at = iter_num if start.checkpoint is not None else None
-# the plain module: its state_dict has no "_orig_mod." / "module." prefixes, and running it
-# (evaluation on the master only) starts no DDP collective
-raw_model = model
-if compile:
-    model = torch.compile(model)
-if proc.ddp:
-    model = DDP(model, device_ids=[proc.local_rank] if device_type == "cuda" else None)
+training = setup_training("predictor", start, config, proc)
+model, raw_model, optimizer = training.model, training.raw_model, training.optimizer
 try:
     loss_weights = loss_weights_of(config)
 except ValueError as e:
     fail(str(e))
 
-# data: micro-batch j of this rank is batch j * world_size + rank of the train split
 try:
-    stream_cfg = StreamConfig(dag_depth=dag_depth, block_size=block_size, max_digits=max_digits,
-                              max_decimal_places=max_decimal_places, min_expr_depth=min_expr_depth,
-                              max_expr_depth=max_expr_depth, depth_power=depth_power, p_unary_minus=p_unary_minus,
-                              p_parens=p_parens, p_power=p_power, p_trailing_zeros=p_trailing_zeros,
-                              p_no_spaces=p_no_spaces, p_space_in_parens=p_space_in_parens,
-                              p_neg_group=p_neg_group, p_redundant_parens=p_redundant_parens, seed=seed)
+    stream_cfg = StreamConfig.from_settings(config)
 except ValueError as e:
     fail(str(e))
-train_stream = DAGStream(stream_cfg, "train", batch_size, start=iter_num * gradient_accumulation_steps,
-                         shard=proc.rank, n_shards=proc.world_size)
-# the loader draws worker seeds from its own generator, never from the global RNG
-# pinned batches let to_device's non_blocking copies overlap the GPU's work
-loader = DataLoader(train_stream, batch_size=None, num_workers=num_workers, generator=torch.Generator(),
-                    persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None,
-                    pin_memory=device_type == "cuda")
-train_iter = iter(loader)
+train_iter = train_batches(DAGStream, stream_cfg, config, iter_num, proc)
 val_maker = ExampleMaker(stream_cfg)
 val_batches = [make_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
 resume_rng(start, device)
@@ -211,23 +158,14 @@ def evaluate_val() -> dict[str, float]:
 def eval_and_save(iter_num: int, final: bool = False) -> None:
     """Evaluate the model after iter_num steps and checkpoint it (never the untrained one,
     and never one whose validation loss is not finite)."""
-    global best_val_loss
     val = evaluate_val()
     print(f"iter {iter_num}: val loss {val['total']:.4f} | " + " ".join(f"{k} {val[k]:.4f}" for k in LOSS_NAMES)
           + f" | final-token exact {val['acc_exact']:.3f} structure {val['acc_structure']:.3f} "
           f"values {val['acc_values']:.3f} | {(time.time() - run_start) / 60:.2f} min")
-    stop_if_non_finite("val", val, iter_num, out_dir)
-    if wandb_run:
-        wandb_run.log({"iter": iter_num, "lr": lr, **{f"val/{k}": v for k, v in val.items()}})
-    improved = val["total"] < best_val_loss
-    best_val_loss = min(best_val_loss, val["total"])
-    if iter_num > 0 and (improved or always_save_checkpoint or final):
-        save_run("predictor", raw_model, optimizer, model_args, iter_num, best_val_loss, config, device, keep_checkpoints)
+    save_if_due(training, val, iter_num, final, wandb_run)
 
 
 wandb_run = start_wandb(wandb_project, wandb_run_name, config) if wandb_log and master_process else None
-
-lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
 if eval_only:
     if master_process:
         val = evaluate_val()
@@ -237,11 +175,9 @@ if eval_only:
 run_start = time.time()  # evaluation lines report the minutes since (plot_curve.py reads them)
 timer = StepTimer(sync=time_parts)
 while iter_num < max_iters:
-    lr = get_lr(iter_num, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    lr = set_lr(training, iter_num)
     # a resumed run starts where its checkpoint was evaluated and saved
-    if iter_num % eval_interval == 0 and master_process and iter_num != resumed_at:
+    if iter_num % eval_interval == 0 and master_process and iter_num != training.resumed_at:
         eval_and_save(iter_num)
     timer.skip()  # evaluating and logging are no part of a step
 
@@ -259,14 +195,9 @@ while iter_num < max_iters:
         stop_if_non_finite("train", losses, iter_num, out_dir)
         loss = total_loss(losses, loss_weights) / gradient_accumulation_steps
         timer.mark("losses")
-        scaler.scale(loss).backward()
+        training.scaler.scale(loss).backward()
         timer.mark("backward")
-    if grad_clip != 0.0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer_step(training)
     timer.mark("optimizer")
     timer.step_done()
 

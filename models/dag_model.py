@@ -3,8 +3,12 @@
 DAGPlanPredictor maps each position's hidden state to the fixed-size DAG tensors
 (V_mag, V_sign, O, G) that DAGExecutor (models/dag_executor.py) runs in float64, and GPT
 is the nanoGPT backbone plus these heads (with dag_depth=0, exactly a plain nanoGPT GPT).
+As a language model (train.py), GPT executes the DAG wherever the text has read a
+number, and the value re-enters through ResultCopy (models/result_copy.py): the next
+token may be copied from the value's own decimal text.
 """
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
 from models.dag_executor import DAGExecutor
 from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Positions, Signs
+from models.result_copy import ResultCopy, ResultTokens, mixed_log_probs, mixed_nll
 
 @dataclass
 class GPTConfig:
@@ -99,9 +104,26 @@ class DAGPlanPredictor(nn.Module):
         return DAGPrediction(logits, dict(self.parts.items()), literals)
 
 
+class Teacher(NamedTuple):
+    """The exact values a training row knows: value (B, T) float64 where mask (B, T)."""
+
+    value: torch.Tensor
+    mask: torch.Tensor
+
+
+class LMOutput(NamedTuple):
+    logits: torch.Tensor  # (B, T, vocab), or (B, 1, vocab) without targets; log-probabilities with DAG heads
+    loss: torch.Tensor | None  # next-token cross-entropy over targets != -1
+    dag: DAGPrediction | None  # the DAG heads' prediction where the text has read a literal
+
+
 class GPT(nn.Module):
-    """nanoGPT's GPT: forward(idx, targets) -> (logits, loss). With dag_depth > 0 it
-    also carries DAG heads and an executor: predict_dag(idx) and execute(...)."""
+    """nanoGPT's GPT: forward(idx, targets) -> LMOutput(logits, loss, dag). With
+    dag_depth > 0 it also carries DAG heads, an executor and the result channel:
+    forward needs the text's literals, and predict_dag(idx) and execute(...) give the
+    DAG alone."""
+
+    writes_text = True  # a subclass that only predicts DAGs has no result channel
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -116,14 +138,50 @@ class GPT(nn.Module):
                 self.transformer._init_weights(m)
             if config.literal_embedding:
                 self.transformer._init_weights(self.literal_emb)
+            if self.writes_text:
+                self.result_copy = ResultCopy(config.n_embd)
+                for m in self.result_copy.modules():
+                    self.transformer._init_weights(m)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        x = self.transformer(idx)  # (B, T, C)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, literals: Literals | None = None,
+                teacher: Teacher | None = None) -> LMOutput:
+        """Next-token logits of idx (B, T) and the mean loss against targets (B, T).
+        With targets, logits (N, vocab) are those of the N positions whose target is
+        not -1, row-major (the others, padding, are never computed: the vocab-sized
+        head is most of a small model's step); without, (B, 1, vocab) of the last
+        position. With DAG heads, pass the text's literals (Literals.from_batch); the
+        value that re-enters is the executed hard DAG, or teacher's exact one where it
+        has one (training), and the logits are the mixture's log-probabilities."""
+        B, T = idx.shape
+        at = targets != -1 if targets is not None else (torch.arange(T, device=idx.device) == T - 1).expand(B, T)
+        if self.config.dag_depth == 0:
+            x = self.transformer(idx)  # (B, T, C)
+            logits = self.transformer.lm_head(x[at])  # (N, vocab)
+            if targets is None:
+                return LMOutput(logits.view(B, 1, -1), None, None)
+            return LMOutput(logits, F.cross_entropy(logits, targets[at]), None)
+        if literals is None:
+            raise ValueError("a GPT with DAG heads reads the text's literals: pass literals=")
+        x = self.transformer(idx, self._literal_input(literals))  # (B, T, C)
+        available = literals.end.cumsum(1) > 0  # (B, T): a value exists from the first literal on
+        # the heads run where the DAG losses (training) or the result channel need them
+        dag = self.dag_predictor(x, literals, at=available if targets is not None else available & at)
+        with torch.no_grad():
+            values = self.execute(*dag.hard())  # (B, T) float64
+            if teacher is not None:
+                values = torch.where(teacher.mask, teacher.value, values)
+        result = ResultTokens(*(r[at] for r in ResultTokens.of(values, available & at, idx)))  # (N, K), (N,), (N,)
+        x = x[at]  # (N, C)
+        log_gate, log_pointer = self.result_copy(x, self.transformer.wte, result)
+        lm_logits = self.transformer.lm_head(x)  # (N, vocab)
         if targets is None:
-            return self.transformer.lm_head(x[:, [-1], :]), None  # (B, 1, vocab): only the last position is needed
-        logits = self.transformer.lm_head(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-        return logits, loss
+            return LMOutput(mixed_log_probs(lm_logits, log_gate, log_pointer, result.tokens).view(B, 1, -1), None, dag)
+        return LMOutput(lm_logits, mixed_nll(lm_logits, log_gate, log_pointer, result.tokens, targets[at]), dag)
+
+    def _literal_input(self, literals: Literals) -> torch.Tensor | None:
+        # the literal index is read off the text, like the tokens: place in the
+        # expression that GPT-2's context-dependent number splits do not give
+        return self.literal_emb(literals.index.clamp(max=MAX_LITERALS)) if self.config.literal_embedding else None
 
     def predict_dag(self, idx: torch.Tensor, literals: Literals, at: torch.Tensor | None = None) -> DAGPrediction:
         """The DAG heads' prediction at the positions of idx (B, T) where at (B, T) is
@@ -131,10 +189,7 @@ class GPT(nn.Module):
         (Literals.from_batch), which the heads may read."""
         if self.config.dag_depth == 0:
             raise ValueError("this model has dag_depth=0: it has no DAG heads")
-        # the literal index is read off the text, like the tokens: place in the
-        # expression that GPT-2's context-dependent number splits do not give
-        extra = self.literal_emb(literals.index.clamp(max=MAX_LITERALS)) if self.config.literal_embedding else None
-        return self.dag_predictor(self.transformer(idx, extra), literals, at)
+        return self.dag_predictor(self.transformer(idx, self._literal_input(literals)), literals, at)
 
     def execute(self, V_mag, V_sign, O, G) -> torch.Tensor:
         """(B, T) float64 values of DAG tensors, e.g. DAGPrediction.hard()."""

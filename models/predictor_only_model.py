@@ -11,6 +11,8 @@ class PredictorOnlyModel(GPT):
     """forward(idx (B, T), literals, at) -> DAGPrediction at the positions at (B, T)
     marks (every position if None)."""
 
+    writes_text = False  # no language-model loss: no result channel
+
     def __init__(self, config: GPTConfig):
         if config.dag_depth < 1:
             raise ValueError(f"a predictor-only model needs dag_depth >= 1, got {config.dag_depth}")

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from models.dag_heads import Literals
-from models.dag_model import GPT, GPTConfig
+from data.dagset.streaming import StreamConfig
+from data.dagset.text_stream import TextConfig, TextExampleMaker, make_text_batch
+from models.dag_model import GPT, GPTConfig, Teacher
 from models.predictor_only_model import PredictorOnlyModel
 
 D, MAX_DIGITS, PLACES, C = 3, 4, 4, 3
@@ -33,20 +35,23 @@ def test_plain_gpt_forward_with_targets(idx):
     model = GPT(tiny_config(dag_depth=0)).eval()
     targets = torch.randint(0, 100, idx.shape, generator=torch.Generator().manual_seed(2))
     targets[0, :3] = -1  # ignored positions
-    logits, loss = model(idx, targets)
-    assert logits.shape == (2, 7, 100)
-    assert torch.equal(loss, F.cross_entropy(logits.view(-1, 100), targets.view(-1), ignore_index=-1))
+    logits, loss, dag = model(idx, targets)
+    valid = targets != -1
+    assert logits.shape == (int(valid.sum()), 100) and dag is None  # only where a target is
+    full = model.transformer.lm_head(model.transformer(idx))  # (2, 7, 100)
+    torch.testing.assert_close(logits, full[valid])
+    torch.testing.assert_close(loss, F.cross_entropy(full.view(-1, 100), targets.view(-1), ignore_index=-1))
 
 
 def test_plain_gpt_inference_returns_last_position_only(idx):
     torch.manual_seed(0)
     model = GPT(tiny_config(dag_depth=0)).eval()
     with torch.no_grad():
-        last, loss = model(idx)
-        full, _ = model(idx, torch.zeros_like(idx))
+        last, loss, _ = model(idx)
+        full, _, _ = model(idx, torch.zeros_like(idx))
     assert loss is None
     assert last.shape == (2, 1, 100)
-    torch.testing.assert_close(last, full[:, -1:], rtol=0, atol=1e-6)
+    torch.testing.assert_close(last, full.view(2, 7, 100)[:, -1:], rtol=0, atol=1e-6)
 
 
 def test_plain_gpt_has_no_dag_heads(idx):
@@ -55,6 +60,28 @@ def test_plain_gpt_has_no_dag_heads(idx):
     assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"transformer"}
     with pytest.raises(ValueError, match="dag_depth=0"):
         model.predict_dag(idx, no_literals(idx))
+
+
+def test_dag_gpt_reads_the_texts_literals(idx):
+    with pytest.raises(ValueError, match="literals"):
+        GPT(tiny_config())(idx, idx)
+
+
+def test_dag_gpt_is_a_language_model_with_a_result_channel():
+    torch.manual_seed(0)
+    model = GPT(tiny_config(vocab_size=50304, block_size=64, value_head="copy"))
+    rows = TextExampleMaker(TextConfig(StreamConfig(dag_depth=D, block_size=64, max_expr_depth=D - 1)))
+    batch = make_text_batch(rows, "train", 0, 2)
+    literals = Literals.from_batch(batch)
+    logits, loss, dag = model(batch["idx"], batch["targets"], literals, Teacher(batch["value"], batch["mask"]))
+    assert logits.shape == (int((batch["targets"] >= 0).sum()), 50304) and torch.isfinite(loss)
+    assert dag.logits["op"].shape == (2, 64, D, 2 * D, 2 * C + 1)
+    loss.backward()
+    assert all(p.grad is not None for p in model.result_copy.parameters())
+    with torch.no_grad():
+        last, none, _ = model(batch["idx"][:, :10], literals=Literals(*(t[:, :10] for t in literals)))
+    assert last.shape == (2, 1, 50304) and none is None
+    torch.testing.assert_close(last.exp().sum(-1), torch.ones(2, 1))  # log-probabilities of the mixture
 
 
 def test_predictor_only_model_needs_dag_heads():
@@ -126,7 +153,7 @@ def test_from_pretrained_local_gpt2_with_dag_heads(hf_dir, idx):
     model = GPT.from_pretrained(str(path), {"dag_depth": 3, "dropout": 0.0}).eval()
     assert (model.config.dag_depth, model.config.block_size, model.config.vocab_size, model.config.bias) == (3, 64, 100, True)
     with torch.no_grad():
-        ours, _ = model(idx, torch.zeros_like(idx))
+        ours = model.transformer.lm_head(model.transformer(idx))
         theirs = hf(idx).logits
         pred = model.predict_dag(idx, no_literals(idx))
     assert (ours - theirs).abs().max().item() < 1e-5

@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 import torch
-from test_train_predictor import finish as finish_run
+from tests.script_runs import finish as finish_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_predictor.py")

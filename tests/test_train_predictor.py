@@ -5,7 +5,6 @@ import os
 import re
 import runpy
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -14,8 +13,8 @@ import torch
 
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
+from tests.script_runs import ROOT, assert_one_line_error, assert_same_tensors, ckpts, finish, launch_script, load
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_predictor.py")
 CONFIG = os.path.join(ROOT, "config", "train_predictor_config.py")
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dag_depth=3",
@@ -31,55 +30,11 @@ BLOW_UP = ["--learning_rate=1e30", "--grad_clip=0.0", "--decay_lr=False", "--war
 
 def launch(*args: str, cwd: str = ROOT, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start the script on the tiny model; args come after the config file and TINY."""
-    env = os.environ.copy()
-    # one thread per process: the runs are tiny and some run side by side on few cores
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, *launcher, SCRIPT, CONFIG, *TINY, *args]
-    # a session of its own, so that a hung run is killed with all its processes (DDP ranks,
-    # DataLoader workers, wandb's service)
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def finish(proc: subprocess.Popen, ok: bool = True) -> subprocess.CompletedProcess:
-    try:
-        stdout, stderr = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
+    return launch_script([SCRIPT, CONFIG, *TINY, *args], cwd, launcher)
 
 
 def train(*args: str, ok: bool = True, **kwargs) -> subprocess.CompletedProcess:
     return finish(launch(*args, **kwargs), ok)
-
-
-def load(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def ckpts(out_dir) -> list[str]:
-    return sorted(f for f in os.listdir(out_dir) if not f.startswith("."))
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
-
-
-def assert_same_tensors(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def val_losses(stdout: str) -> dict[int, float]:

@@ -18,7 +18,7 @@ iff crc32(text) % VAL_EVERY == 0, so the two splits never share an expression.
 """
 import zlib
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 from fractions import Fraction
 
@@ -61,6 +61,11 @@ class StreamConfig:
     p_neg_group: float = 0.0
     p_redundant_parens: float = 0.0
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> "StreamConfig":
+        """The stream of a run's settings (a config dict): its fields that settings has."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})
+
     def __post_init__(self):
         if self.dag_depth < 1 or self.block_size < 1:
             raise ValueError(f"dag_depth and block_size must be >= 1, got {self.dag_depth}, {self.block_size}")
@@ -72,6 +77,17 @@ class StreamConfig:
         if self.max_expr_depth + 1 > self.dag_depth:
             raise ValueError(f"max_expr_depth={self.max_expr_depth} has {self.max_expr_depth + 1} values, "
                              f"more than dag_depth={self.dag_depth} nodes hold")
+
+
+# the settings that decide which expressions are drawn: a training script's config keys
+EXPRESSION_KEYS = ("max_digits", "max_decimal_places", "min_expr_depth", "max_expr_depth", "depth_power",
+                   "p_unary_minus", "p_parens", "p_power", "p_trailing_zeros", "p_no_spaces", "p_space_in_parens",
+                   "p_neg_group", "p_redundant_parens")
+
+
+def expression_defaults() -> dict:
+    """StreamConfig's default of each EXPRESSION_KEYS setting."""
+    return {k: StreamConfig.__dataclass_fields__[k].default for k in EXPRESSION_KEYS}
 
 
 def prefix_target_text(text: str, end: int) -> str | None:
@@ -252,10 +268,14 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
 
 def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: int) -> dict[str, torch.Tensor]:
     """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
-    columns: dict[str, list[np.ndarray]] = {}
-    for i in range(batch_index * batch_size, (batch_index + 1) * batch_size):
-        for k, a in draw_example(maker, split, i).targets.items():
-            columns.setdefault(k, []).append(a)
+    return collate([draw_example(maker, split, i).targets
+                    for i in range(batch_index * batch_size, (batch_index + 1) * batch_size)])
+
+
+def collate(examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Per-example arrays stacked into a batch of tensors (B, ...)."""
+    columns = {k: [ex[k] for ex in examples] for k in examples[0]}
+    batch_size = len(examples)
     # The tensors of one dtype are contiguous views of one buffer: a DataLoader worker
     # passes each storage to the training process through its own shared-memory
     # segment, which costs far more than the copy (3 segments a batch instead of 8
@@ -274,13 +294,15 @@ def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: in
     return batch
 
 
-def trim_batch(batch: dict[str, torch.Tensor], multiple: int = 1) -> dict[str, torch.Tensor]:
-    """The batch cut after the last position where any example's mask is set, rounded
-    up to a multiple of `multiple` (fewer shapes for a compiled model). Most positions
-    are padding after short expressions; the model is causal, so no loss, metric or
-    prediction at a kept position reads a cut one."""
-    valid = batch["mask"].any(0).nonzero()
-    T = batch["mask"].shape[1]
+def trim_batch(batch: dict[str, torch.Tensor], multiple: int = 1, key: str = "mask") -> dict[str, torch.Tensor]:
+    """The batch cut after the last position where any example's batch[key] (B, T) is
+    set (the DAG mask; for text, the next-token targets), rounded up to a multiple of
+    `multiple` (fewer shapes for a compiled model). Most positions are padding after
+    short texts; the model is causal, so no loss, metric or prediction at a kept
+    position reads a cut one."""
+    used = batch[key] if batch[key].dtype == torch.bool else batch[key] >= 0
+    valid = used.any(0).nonzero()
+    T = used.shape[1]
     keep = min(T, -(-(int(valid[-1]) + 1) // multiple) * multiple) if len(valid) else min(T, multiple)
     return {k: v[:, :keep] for k, v in batch.items()}
 
@@ -305,11 +327,17 @@ class DAGStream(IterableDataset):
         self.cfg, self.split, self.batch_size = cfg, split, batch_size
         self.start, self.shard, self.n_shards = start, shard, n_shards
 
+    def make_maker(self):
+        return ExampleMaker(self.cfg)
+
+    def batch(self, maker, index: int) -> dict[str, torch.Tensor]:
+        return make_batch(maker, self.split, index, self.batch_size)
+
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        maker = ExampleMaker(self.cfg)
+        maker = self.make_maker()  # made in the worker: a tokenizer is not shared between processes
         j = worker
         while True:
-            yield make_batch(maker, self.split, (self.start + j) * self.n_shards + self.shard, self.batch_size)
+            yield self.batch(maker, (self.start + j) * self.n_shards + self.shard)
             j += n_workers

@@ -1,0 +1,110 @@
+"""Exact-answer evaluation of a train.py language model (evaluate.py runs it for an 'lm'
+checkpoint): each expression is asked in the training question format, the answer is
+decoded greedily to the end of its line, and it is exact when it equals the canonical
+text of the expression's exact value (models/result_copy.format_answer). For a model
+with DAG heads, the DAG it predicts after the question (where the answer is written)
+is also scored, so one sees whether an error comes from the plan or from the writing."""
+import dataclasses
+
+import torch
+
+from data.dagset.dag_plan import build_plan, plan_arrays
+from data.dagset.fast_parse import parse_text
+from data.dagset.streaming import ExampleMaker, StreamConfig, draw_example
+from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, question
+from models.dag_heads import Literals
+from models.result_copy import format_answer, gpt2_encoding
+from predictor_utils import final_token_metrics, wilson_interval
+from text_generation import LoadedLM, answer
+
+RATES = ("answer_exact", "dag_exact", "structure", "values")
+
+
+def stream_config(lm: LoadedLM, seed: int) -> StreamConfig:
+    """The expression settings the model was trained on, with the held-out seed."""
+    settings = lm.config | {"dag_depth": lm.model.config.dag_depth or lm.config["max_expr_depth"] + 1,
+                            "block_size": lm.model.config.block_size}
+    return StreamConfig.from_settings(settings | {"seed": seed})
+
+
+def question_row(rows: TextExampleMaker, expression: str) -> tuple[str, dict]:
+    """The canonical answer of an expression and its training row in the question
+    format; ValueError saying why for an expression the model cannot be asked."""
+    cfg = rows.cfg.expressions
+    # raises for text that is no expression, more nodes than dag_depth, a division by zero
+    value = plan_arrays(build_plan(parse_text(expression)), cfg.dag_depth, where=repr(expression))[-1]
+    true = format_answer(value)
+    tokens = rows.maker.tokens(expression)
+    row = rows.place(TEMPLATES[0], expression, true, rows.maker.targets(expression, tokens))
+    if row is None:
+        raise ValueError(f"{expression!r} asked as a question and answered is longer than block_size={cfg.block_size}")
+    return true, row
+
+
+@torch.no_grad()
+def score(lm: LoadedLM, expression: str, true: str, row: dict) -> dict:
+    """The model's answer to one expression and, with DAG heads, its DAG's final-token metrics."""
+    written = answer(lm.model, expression)
+    record = {"expression": expression, "answer": written, "true": true, "answer_exact": float(written == true)}
+    if lm.model.config.dag_depth:
+        n = len(gpt2_encoding().encode_ordinary(question(expression)))
+        batch = {k: torch.from_numpy(v[:n])[None].to(next(lm.model.parameters()).device) for k, v in row.items()}
+        batch["mask"] = torch.zeros_like(batch["mask"])
+        batch["mask"][0, n - 1] = True  # the position after which the answer is written
+        pred = lm.model.predict_dag(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
+        metrics = final_token_metrics(pred, batch, lm.model.execute(*pred.hard()))
+        record |= {"dag_exact": metrics["exact"].item(), "structure": metrics["structure"].item(),
+                   "values": metrics["values"].item()}
+    return record
+
+
+def summary(records: list[dict]) -> dict:
+    row = {"n": len(records)}
+    for k in RATES:
+        if k in records[0]:
+            hits = sum(r[k] for r in records)
+            row[k] = hits / len(records)
+            row[f"{k}_low"], row[f"{k}_high"] = wilson_interval(hits, len(records))
+    return row
+
+
+def table(rows: dict[str, dict]) -> None:
+    names = [k for k in RATES if k in rows["all"]]
+    print(f"{'depth':>5} {'n':>5} " + " ".join(f"{k:>21}" for k in names))
+    for label, row in rows.items():
+        print(f"{label:>5} {row['n']:>5} "
+              + " ".join(f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]".rjust(21) for k in names))
+
+
+def held_out(lm: LoadedLM, seed: int, n_per_depth: int) -> dict:
+    """Examples 0 .. n_per_depth-1 of the validation split at each trained depth."""
+    cfg = stream_config(lm, seed)
+    rows = TextExampleMaker(TextConfig(cfg))
+    by_depth = {}
+    for depth in range(cfg.min_expr_depth, cfg.max_expr_depth + 1):
+        maker = ExampleMaker(dataclasses.replace(cfg, min_expr_depth=depth, max_expr_depth=depth))
+        texts = [draw_example(maker, "val", i).text for i in range(n_per_depth)]
+        by_depth[str(depth)] = [score(lm, text, *question_row(rows, text)) for text in texts]
+    table_rows = {d: summary(r) for d, r in by_depth.items()}
+    table_rows["all"] = summary([r for records in by_depth.values() for r in records])
+    print(f"{n_per_depth} validation expressions per depth, seed {seed}, asked as {question('<e>')!r}; "
+          f"rates with 95% Wilson intervals")
+    table(table_rows)
+    return {"by_depth": {d: table_rows[d] for d in by_depth}, "all": table_rows["all"]}
+
+
+def text_rows(lm: LoadedLM) -> TextExampleMaker:
+    """The rows a model was trained on (for question_row)."""
+    return TextExampleMaker(TextConfig(stream_config(lm, 0)))
+
+
+def from_file(lm: LoadedLM, expressions: list[str], checked: list[tuple[str, dict]]) -> dict:
+    records = [score(lm, e, *c) for e, c in zip(expressions, checked)]
+    width = max(len("expression"), *(len(r["expression"]) for r in records))
+    print(f"{'expression':<{width}} {'answer':>22} {'true':>22} exact")
+    for r in records:
+        print(f"{r['expression']:<{width}} {r['answer']:>22} {r['true']:>22} {'yes' if r['answer_exact'] else 'no':>5}")
+    total = summary(records)
+    print(f"{total['n']} expressions, rates with 95% Wilson intervals:")
+    table({"all": total})
+    return {"expressions": records, "all": total}

@@ -1,0 +1,178 @@
+"""Streaming text dataset of the full model (train.py): arithmetic questions and
+statements in a few templates, answered in the canonical number format
+(models/result_copy.format_answer):
+
+    What is 12.5 * 4 - 3 equal to?\\nAnswer: 47
+    12.5 * 4 - 3 = 47
+    Compute 12.5 * 4 - 3\\nResult: 47
+
+Each row is one text, then <|endoftext|> (the model learns to stop), padded; its
+next-token targets are -1 past the end. The expression is drawn as in the predictor's
+stream (draw_example: same seeds, same train/validation split by the expression's text)
+and its per-token DAG targets are placed where the expression is read; every position
+after it (the template's tail and the answer) has the whole expression's DAG, so the
+value of the question is there when the answer is written. The literals (Literals) are
+read from the whole row by `row_literals`, the one function that does so at training
+and at run time (sample.py, evaluate.py).
+
+Every template's expression starts after a space or at the text's start and is followed
+by a space or a line break: both are GPT-2 pre-token boundaries, so the row's tokens are
+the whole text's own encoding (checked for every row).
+
+With corpus_ratio > 0, that fraction of rows are windows of a token corpus
+(data/<name>/train.bin, val.bin from data/prepare.py), without DAG targets, so the
+model stays a language model.
+"""
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from data.dagset.dag_plan import build_plan, plan_arrays
+from data.dagset.fast_parse import parse_text
+from data.dagset.streaming import PAD_TOKEN, DAGStream, ExampleMaker, StreamConfig, collate, draw_example, read_literals
+from models.result_copy import format_answer
+
+TEMPLATES = ("What is {e} equal to?\nAnswer: {a}", "{e} = {a}", "Compute {e}\nResult: {a}")
+_NUMBER = re.compile(rb"[0-9]+\.?[0-9]*|\.[0-9]+")  # a decimal literal, as fast_parse.lex reads one
+
+
+def question(expression: str) -> str:
+    """The prompt that asks for an expression's value (the first template, cut before
+    its answer): the format evaluate.py asks in."""
+    return TEMPLATES[0].split(" {a}")[0].replace("{e}", expression)
+
+
+def read_corpus(path: str) -> np.memmap:
+    """A prepare.py token file; ValueError naming it if it is missing, empty or not uint16 GPT-2 tokens."""
+    if not os.path.isfile(path):
+        raise ValueError(f"corpus file {path!r} does not exist (make it with data/prepare.py)")
+    size = os.path.getsize(path)
+    if size % 2 or size < 4:
+        raise ValueError(f"corpus file {path!r} is not uint16 tokens: {size} bytes")
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    if int(tokens[: 1 << 20].max()) >= PAD_TOKEN + 1:
+        raise ValueError(f"corpus file {path!r} holds values above GPT-2's vocabulary: not uint16 GPT-2 tokens")
+    return tokens
+
+
+@dataclass
+class TextConfig:
+    """Everything that decides the text stream: the expressions, and the corpus mix."""
+
+    expressions: StreamConfig = field(default_factory=StreamConfig)  # its block_size is the rows'
+    corpus_dir: str = ""  # a data/prepare.py folder (train.bin, val.bin); "" for none
+    corpus_ratio: float = 0.0  # the fraction of rows taken from the corpus
+
+    def __post_init__(self):
+        if not 0 <= self.corpus_ratio <= 1:
+            raise ValueError(f"corpus_ratio must be in [0, 1], got {self.corpus_ratio}")
+        if self.corpus_ratio > 0 and not self.corpus_dir:
+            raise ValueError(f"corpus_ratio={self.corpus_ratio} needs a corpus_dir")
+
+
+def row_literals(token_bytes: list[bytes], T: int) -> dict[str, np.ndarray]:
+    """lit_index, lit_value, lit_end (T,) of a row's tokens (their bytes), as
+    read_literals gives them for an expression: every decimal number in the text counts."""
+    ex = {"lit_index": np.zeros(T, dtype=np.int64), "lit_value": np.zeros(T), "lit_end": np.zeros(T, dtype=bool)}
+    text = b"".join(token_bytes)
+    token_ends = np.cumsum([len(b) for b in token_bytes]).tolist()
+    lexemes = [(m.group().decode(), m.end()) for m in _NUMBER.finditer(text)]
+    read_literals(lexemes, token_ends, ex)
+    return ex
+
+
+class TextExampleMaker:
+    """Rows of the text stream (`row(split, index)`); picklable parts only until used."""
+
+    def __init__(self, cfg: TextConfig):
+        self.cfg = cfg
+        self.T = cfg.expressions.block_size
+        self.maker = ExampleMaker(cfg.expressions)
+        self.enc = self.maker.enc
+        self.corpus = {}
+        if cfg.corpus_ratio > 0:
+            self.corpus = {s: read_corpus(os.path.join(cfg.corpus_dir, f"{s}.bin")) for s in ("train", "val")}
+
+    def _hash(self, *parts: int) -> int:
+        return zlib.crc32(np.array([self.cfg.expressions.seed, *parts], dtype=np.int64).tobytes())
+
+    def row(self, split: str, index: int) -> dict[str, np.ndarray]:
+        """Row `index` of a split: idx, targets (T,), the DAG targets and the literals."""
+        if self.corpus and self._hash(index, 1) / 2 ** 32 < self.cfg.corpus_ratio:
+            return self.corpus_row(split, index)
+        return self.text_row(split, index)
+
+    def tokens_of(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def text_row(self, split: str, index: int) -> dict[str, np.ndarray]:
+        expression, targets = draw_example(self.maker, split, index)
+        value = plan_arrays(build_plan(parse_text(expression)), self.cfg.expressions.dag_depth)[-1]  # a Fraction
+        answer = format_answer(value)
+        first = self._hash(index, 2) % len(TEMPLATES)
+        # the first template that fits, from the drawn one on
+        for template in TEMPLATES[first:] + TEMPLATES[:first]:
+            row = self.place(template, expression, answer, targets)
+            if row is not None:
+                return row
+        raise ValueError(f"expression {expression!r} with its answer {answer!r} fits no template in "
+                         f"block_size={self.T}: raise block_size")
+
+    def place(self, template: str, expression: str, answer: str, targets: dict) -> dict | None:
+        """The row of one template, or None if it does not fit the block."""
+        head, tail = template.split("{e}")
+        piece = expression if not head else " " + expression  # the space before it belongs to its first token
+        head = head.rstrip(" ")
+        head_tokens, piece_tokens = self.tokens_of(head), self.tokens_of(piece)
+        tail_tokens = self.tokens_of(tail.replace("{a}", answer))
+        tokens = head_tokens + piece_tokens + tail_tokens
+        if len(tokens) > self.T:
+            return None
+        if tokens != self.tokens_of(head + piece + tail.replace("{a}", answer)):
+            raise ValueError(f"template {template!r} splits {expression!r} off mid-token")
+        start, n = len(head_tokens), len(piece_tokens)
+        expr = self.maker.targets(piece, piece_tokens)  # (T, ...) arrays, padding after n
+        row = {"idx": np.full(self.T, PAD_TOKEN, dtype=np.int64), "targets": np.full(self.T, -1, dtype=np.int64)}
+        row["idx"][:len(tokens)] = tokens
+        row["targets"][:len(tokens)] = tokens[1:] + [PAD_TOKEN]
+        last = start + n - 1  # the expression's last token: its whole DAG
+        for key in ("V_mag", "V_sign", "O", "G", "value", "V_src", "mask"):
+            a = np.roll(expr[key], start, axis=0)  # the rolled-in rows are padding: no target
+            if key == "V_src":
+                a = np.where(a >= 0, a + start, a)
+            a[last + 1:len(tokens)] = a[last]
+            row[key] = a
+        return row | row_literals([self.enc.decode_single_token_bytes(t) for t in tokens], self.T)
+
+    def corpus_row(self, split: str, index: int) -> dict[str, np.ndarray]:
+        data, T = self.corpus[split], self.T
+        if len(data) < T + 1:
+            raise ValueError(f"the corpus's {split} split has {len(data)} tokens, fewer than block_size + 1 = {T + 1}")
+        start = self._hash(index, 3) % (len(data) - T)
+        window = data[start:start + T + 1].astype(np.int64)
+        D = self.cfg.expressions.dag_depth
+        row = {"idx": window[:-1], "targets": window[1:],
+               "V_mag": np.zeros((T, 2 * D)), "V_sign": np.ones((T, 2 * D)), "O": np.zeros((T, D, 2 * D)),
+               "G": np.ones((T, D)), "value": np.zeros(T), "mask": np.zeros(T, dtype=bool),
+               "V_src": np.full((T, D), -1, dtype=np.int64)}
+        return row | row_literals([self.enc.decode_single_token_bytes(int(t)) for t in row["idx"]], T)
+
+
+def make_text_batch(maker: TextExampleMaker, split: str, batch_index: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Batch `batch_index` of a split: rows batch_index*B .. (batch_index+1)*B - 1."""
+    return collate([maker.row(split, i) for i in range(batch_index * batch_size, (batch_index + 1) * batch_size)])
+
+
+class TextStream(DAGStream):
+    """DAGStream's sharding and resume over text rows (cfg a TextConfig): batch dicts of
+    idx, targets (B, T) and the DAG stream's keys."""
+
+    def make_maker(self):
+        return TextExampleMaker(self.cfg)
+
+    def batch(self, maker, index: int) -> dict[str, torch.Tensor]:
+        return make_text_batch(maker, self.split, index, self.batch_size)

@@ -1,0 +1,152 @@
+"""The result channel of the full model (train.py): the value the DAG executor computed
+at a position re-enters the model as the GPT-2 tokens of its canonical decimal text,
+and a pointer-generator head (See et al. 2017) may copy them into the answer.
+
+A continuous embedding of the value cannot carry 6+ exact digits into the logits; a
+copied token is exact by construction. So the answer a model writes is exact whenever
+the DAG behind it is right, and the language model only has to learn *when* to copy.
+
+`format_answer` is the one canonical number format of the project: training texts are
+answered in it, the channel writes it and evaluate.py compares against it.
+"""
+import math
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+from typing import NamedTuple
+
+import tiktoken
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ANSWER_PLACES = 6  # fractional digits of the canonical format
+ANSWER_DIGITS = 15  # and significant digits
+MAX_RESULT_TOKENS = 24  # GPT-2 tokens of a result the channel can hold (a 1e24 value with 6 decimals fits)
+MAX_RESULT = 1e30  # larger values have no plain decimal text the channel could copy
+
+
+def format_answer(value: Fraction | int | float) -> str:
+    """A number's canonical text: rounded half to even to ANSWER_PLACES decimal places
+    or ANSWER_DIGITS significant digits, whichever keeps fewer, so an exact decimal with
+    at most 6 fractional digits and 15 digits in all is written exactly. Plain decimal:
+    no trailing zeros, no trailing '.', no exponent, '0' rather than '-0'.
+
+    15 digits is what the float64 executor carries (about 15.9), so the text of an
+    executed value is the text of the exact one (but at the rare value whose next digit
+    is a tie). A float is read as the shortest decimal that gives it back (repr), so the
+    float64 of 0.1 + 0.2 is written '0.3'."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a non-finite value ({value}) has no answer text")
+        value = Fraction(Decimal(repr(float(value))))  # float(): numpy floats repr as np.float64(...)
+    value = Fraction(value)
+    whole_digits = len(str(abs(value.numerator) // value.denominator)) if abs(value) >= 1 else 0
+    places = min(ANSWER_PLACES, ANSWER_DIGITS - whole_digits)
+    scaled = round(value * Fraction(10) ** places)  # Fraction rounds half to even
+    if places <= 0:
+        text = str(abs(scaled) * 10 ** -places)
+    else:
+        whole, fraction = divmod(abs(scaled), 10 ** places)
+        text = str(whole) if fraction == 0 else f"{whole}.{fraction:0{places}d}".rstrip("0")
+    return ("-" if scaled < 0 else "") + text
+
+
+@lru_cache(maxsize=1)
+def gpt2_encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("gpt2")
+
+
+@lru_cache(maxsize=65536)
+def answer_tokens(value: float) -> tuple[int, ...]:
+    """GPT-2 tokens of ' ' + format_answer(value), as an answer is written after
+    'Answer:' or '='; () when the value has no text that fits the channel."""
+    if not math.isfinite(value) or abs(value) >= MAX_RESULT:
+        return ()
+    tokens = tuple(gpt2_encoding().encode_ordinary(" " + format_answer(value)))
+    return tokens if len(tokens) <= MAX_RESULT_TOKENS else ()
+
+
+class ResultTokens(NamedTuple):
+    """Per position, the tokens of the value there (answer_tokens) and how far the
+    text has written them."""
+
+    tokens: torch.Tensor  # (B, T, K) int64, 0 past length
+    length: torch.Tensor  # (B, T) int64; 0: no value here
+    written: torch.Tensor  # (B, T) int64: the longest prefix of the tokens that the text ends with
+
+    @classmethod
+    def of(cls, values: torch.Tensor, available: torch.Tensor, idx: torch.Tensor) -> "ResultTokens":
+        """values (B, T) float64 where available (B, T) is True; idx (B, T) the text."""
+        B, T = idx.shape
+        K = MAX_RESULT_TOKENS
+        tokens = torch.zeros(B, T, K, dtype=torch.int64)
+        length = torch.zeros(B, T, dtype=torch.int64)
+        b, t = available.cpu().nonzero(as_tuple=True)
+        unique, inverse = values.detach().cpu()[b, t].unique(return_inverse=True)
+        texts = [answer_tokens(v) for v in unique.tolist()]  # the same value recurs along a row
+        for i, (bi, ti) in enumerate(zip(b.tolist(), t.tolist())):
+            toks = texts[inverse[i]]
+            tokens[bi, ti, :len(toks)] = torch.tensor(toks, dtype=torch.int64)
+            length[bi, ti] = len(toks)
+        tokens, length = tokens.to(idx.device), length.to(idx.device)
+        # window[b, t, m] = idx[b, t - K + 1 + m]: the last K tokens of the text at t
+        window = F.pad(idx, (K - 1, 0), value=-1).unfold(1, K, 1)  # (B, T, K)
+        written = torch.zeros_like(length)
+        for j in range(1, K + 1):  # the text ends with the first j result tokens
+            ends_with = (window[..., K - j:] == tokens[..., :j]).all(-1) & (j <= length)
+            written = torch.where(ends_with, j, written)
+        return cls(tokens, length, written)
+
+
+class ResultCopy(nn.Module):
+    """Pointer-generator over the result tokens: p(y) = g p_lm(y) + (1 - g) sum_j a_j [r_j = y].
+
+    The pointer a (B, T, K) scores each result token j from the position's state, the
+    token's embedding, its slot j and whether j is the next one to write (j = written);
+    the gate g from the state and how much of the result is written (none, some, all).
+    Where no value is available, g = 1: the plain language model."""
+
+    def __init__(self, n_embd: int):
+        super().__init__()
+        self.query = nn.Linear(n_embd, n_embd)
+        self.slot = nn.Embedding(MAX_RESULT_TOKENS, n_embd)
+        self.is_next = nn.Embedding(2, n_embd)
+        self.progress = nn.Embedding(3, n_embd)
+        self.gate = nn.Linear(n_embd, 1)
+
+    def forward(self, x: torch.Tensor, wte: nn.Embedding, result: ResultTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, C) at N positions, result's fields at the same positions (N, K), (N,)
+        -> (log g (N,), log of the pointer (N, K))."""
+        K, C = result.tokens.shape[-1], x.shape[-1]
+        slots = torch.arange(K, device=x.device)
+        keys = wte(result.tokens) + self.slot(slots) + self.is_next((slots == result.written[..., None]).long())
+        scores = torch.einsum("nc,nkc->nk", self.query(x), keys).float() / math.sqrt(C)  # (N, K)
+        # a position without a value keeps slot 0 finite: a row of -inf would make the
+        # softmax's gradient NaN even where the result is not used
+        scores = scores.masked_fill(slots >= result.length.clamp(min=1)[..., None], float("-inf"))
+        progress = (result.written > 0).long() + (result.written == result.length).long() * (result.length > 0)
+        gate = self.gate(x + self.progress(progress)).squeeze(-1).float()  # (N,)
+        has = result.length > 0
+        log_gate = torch.where(has, F.logsigmoid(gate), 0.0)
+        log_pointer = torch.where(has[..., None], scores.log_softmax(-1), float("-inf"))
+        return log_gate, log_pointer
+
+
+def mixed_log_probs(lm_logits: torch.Tensor, log_gate: torch.Tensor, log_pointer: torch.Tensor,
+                    tokens: torch.Tensor) -> torch.Tensor:
+    """log p (N, vocab) of the mixture, for sampling."""
+    probs = lm_logits.float().softmax(-1) * log_gate.exp()[..., None]
+    copy = log_pointer.exp() * (1 - log_gate.exp())[..., None]  # (N, K)
+    return probs.scatter_add(-1, tokens, copy).clamp_min(1e-30).log()
+
+
+def mixed_nll(lm_logits: torch.Tensor, log_gate: torch.Tensor, log_pointer: torch.Tensor, tokens: torch.Tensor,
+              targets: torch.Tensor) -> torch.Tensor:
+    """Mean -log p(target) of the mixture over N positions (targets (N,)); the (N,
+    vocab) mixture is never formed: the pointer's mass on a target is a sum over its K slots."""
+    lm = -F.cross_entropy(lm_logits.float(), targets, reduction="none")  # (N,) log p_lm(target)
+    on_target = (log_pointer.exp() * (tokens == targets[..., None])).sum(-1)  # (N,)
+    copy = torch.log1p(-log_gate.exp().clamp(max=1 - 1e-7)) + on_target.clamp_min(1e-30).log()
+    has = torch.isfinite(log_pointer).any(-1)  # a value to copy from
+    return -torch.where(has, torch.logaddexp(log_gate + lm, copy), lm).mean()

@@ -1,0 +1,92 @@
+"""Running a train.py language model: loading its checkpoint, reading a text's literals
+as training did, and decoding (sample.py, evaluate.py)."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from checkpoint import latest_checkpoint, load_checkpoint, one_line
+from data.dagset.streaming import PAD_TOKEN
+from data.dagset.text_stream import question, row_literals
+from models.dag_heads import Literals
+from models.dag_model import GPT, GPTConfig
+from models.result_copy import gpt2_encoding
+
+
+@dataclass
+class LoadedLM:
+    model: GPT
+    path: str
+    iter_num: int
+    config: dict  # the run's config
+
+    @property
+    def kind(self) -> str:
+        """What the checkpoint holds, in words."""
+        d = self.model.config.dag_depth
+        return f"GPT with DAG heads (dag_depth={d}) and result copy" if d else "plain GPT (dag_depth=0, the baseline)"
+
+
+def load_lm(out_dir: str, ckpt_path: str = "", device: str = "cpu") -> LoadedLM:
+    """A train.py checkpoint (the newest in out_dir unless ckpt_path names one), in eval
+    mode; ValueError (one line) for a missing file or another kind of checkpoint."""
+    path = ckpt_path or latest_checkpoint(out_dir)
+    return lm_of_checkpoint(load_checkpoint(path, map_location=device), path, device)
+
+
+def lm_of_checkpoint(checkpoint: dict, path: str, device: str) -> LoadedLM:
+    kind = checkpoint.get("kind", "predictor")
+    if kind != "lm":
+        hint = ": evaluate it with evaluate.py, it has no language-model head" if kind == "predictor" else ""
+        raise ValueError(f"{path!r} holds a {kind!r} model, not a train.py language model{hint}")
+    try:
+        model = GPT(GPTConfig(**checkpoint["model_args"]))
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{path!r} does not fit the model its model_args describe: {one_line(e)}") from None
+    return LoadedLM(model.to(device).eval(), path, checkpoint["iter_num"], checkpoint["config"])
+
+
+def literals_of(idx: torch.Tensor) -> Literals:
+    """The literals of token rows idx (B, T), as the text stream reads them (row_literals)."""
+    enc = gpt2_encoding()
+    rows = [row_literals([enc.decode_single_token_bytes(t) for t in row], idx.shape[1]) for row in idx.tolist()]
+    return Literals(*(torch.from_numpy(np.stack([r[k] for r in rows])).to(idx.device)
+                      for k in ("lit_index", "lit_value", "lit_end")))
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             stop: tuple[int, ...] = ()) -> torch.Tensor:
+    """nanoGPT's generate for either kind of model: idx (1, T) continued by up to
+    max_new_tokens tokens; temperature 0 decodes greedily; stops after a token in stop."""
+    for _ in range(max_new_tokens):
+        context = idx[:, -model.config.block_size:]
+        literals = literals_of(context) if model.config.dag_depth else None
+        logits = model(context, literals=literals).logits[:, -1, :]  # (1, vocab)
+        if temperature == 0:
+            next_token = logits.argmax(-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float("inf")
+            next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
+        idx = torch.cat((idx, next_token), dim=1)
+        if next_token.item() in stop:
+            break
+    return idx
+
+
+def answer(model: GPT, expression: str, max_new_tokens: int = 32) -> str:
+    """The model's answer to the question format of training, greedily decoded up to
+    the end of its line."""
+    enc = gpt2_encoding()
+    prompt = enc.encode_ordinary(question(expression))
+    if len(prompt) >= model.config.block_size:
+        raise ValueError(f"the question for {expression!r} is {len(prompt)} tokens, not less than "
+                         f"block_size={model.config.block_size}")
+    device = next(model.parameters()).device
+    stop = (PAD_TOKEN, *enc.encode_ordinary("\n"), *enc.encode_ordinary("\n\n"))
+    out = generate(model, torch.tensor([prompt], device=device), max_new_tokens, temperature=0, stop=stop)
+    return enc.decode(out[0, len(prompt):].tolist()).replace("<|endoftext|>", "").split("\n")[0].strip()
