@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
 from models.dag_executor import DAGExecutor
 from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Positions, Signs
-from models.result_copy import ResultCopy, ResultTokens, mixed_log_probs, mixed_nll
+from models.result_copy import MAX_RESULT_TOKENS, ResultCopy, ResultTokens, mixed_log_probs, mixed_nll
 
 @dataclass
 class GPTConfig:
@@ -164,13 +164,16 @@ class GPT(nn.Module):
             raise ValueError("a GPT with DAG heads reads the text's literals: pass literals=")
         x = self.transformer(idx, self._literal_input(literals))  # (B, T, C)
         available = literals.end.cumsum(1) > 0  # (B, T): a value exists from the first literal on
-        # the heads run where the DAG losses (training) or the result channel need them
-        dag = self.dag_predictor(x, literals, at=available if targets is not None else available & at)
+        # the heads run where the DAG losses (training) or the result channel need them: a
+        # generating model's last position and those an answer it is writing may have started at
+        if targets is None:
+            available = available & (torch.arange(T, device=idx.device) >= T - 1 - MAX_RESULT_TOKENS)
+        dag = self.dag_predictor(x, literals, at=available)
         with torch.no_grad():
             values = self.execute(*dag.hard())  # (B, T) float64
             if teacher is not None:
                 values = torch.where(teacher.mask, teacher.value, values)
-        result = ResultTokens(*(r[at] for r in ResultTokens.of(values, available & at, idx)))  # (N, K), (N,), (N,)
+        result = ResultTokens(*(r[at] for r in ResultTokens.of(values, available, idx)))  # (N, K), (N,), (N,)
         x = x[at]  # (N, C)
         log_gate, log_pointer = self.result_copy(x, self.transformer.wte, result)
         lm_logits = self.transformer.lm_head(x)  # (N, vocab)

@@ -68,34 +68,42 @@ def answer_tokens(value: float) -> tuple[int, ...]:
 
 
 class ResultTokens(NamedTuple):
-    """Per position, the tokens of the value there (answer_tokens) and how far the
-    text has written them."""
+    """Per position t, the result the channel offers there and how far the text has
+    written it. The result is that of the value at position s = t - written: the one
+    whose text the text has been writing since s (the longest such run), else t's own
+    (written 0). So once an answer is started, it is finished from the same value, even
+    if the DAG predicted at a later position (which has read the answer's first digits
+    as a new number) differs."""
 
     tokens: torch.Tensor  # (B, T, K) int64, 0 past length
     length: torch.Tensor  # (B, T) int64; 0: no value here
-    written: torch.Tensor  # (B, T) int64: the longest prefix of the tokens that the text ends with
+    written: torch.Tensor  # (B, T) int64: how many of the tokens the text has written since s
 
     @classmethod
     def of(cls, values: torch.Tensor, available: torch.Tensor, idx: torch.Tensor) -> "ResultTokens":
         """values (B, T) float64 where available (B, T) is True; idx (B, T) the text."""
         B, T = idx.shape
         K = MAX_RESULT_TOKENS
-        tokens = torch.zeros(B, T, K, dtype=torch.int64)
-        length = torch.zeros(B, T, dtype=torch.int64)
+        own = torch.zeros(B, T, K, dtype=torch.int64)  # each position's own value's tokens
+        own_length = torch.zeros(B, T, dtype=torch.int64)
         b, t = available.cpu().nonzero(as_tuple=True)
         unique, inverse = values.detach().cpu()[b, t].unique(return_inverse=True)
         texts = [answer_tokens(v) for v in unique.tolist()]  # the same value recurs along a row
         for i, (bi, ti) in enumerate(zip(b.tolist(), t.tolist())):
             toks = texts[inverse[i]]
-            tokens[bi, ti, :len(toks)] = torch.tensor(toks, dtype=torch.int64)
-            length[bi, ti] = len(toks)
-        tokens, length = tokens.to(idx.device), length.to(idx.device)
+            own[bi, ti, :len(toks)] = torch.tensor(toks, dtype=torch.int64)
+            own_length[bi, ti] = len(toks)
+        own, own_length = own.to(idx.device), own_length.to(idx.device)
         # window[b, t, m] = idx[b, t - K + 1 + m]: the last K tokens of the text at t
         window = F.pad(idx, (K - 1, 0), value=-1).unfold(1, K, 1)  # (B, T, K)
-        written = torch.zeros_like(length)
-        for j in range(1, K + 1):  # the text ends with the first j result tokens
-            ends_with = (window[..., K - j:] == tokens[..., :j]).all(-1) & (j <= length)
-            written = torch.where(ends_with, j, written)
+        tokens, length, written = own, own_length, torch.zeros_like(own_length)
+        for j in range(1, K + 1):  # the text's last j tokens are the first j of position t - j's result
+            before = F.pad(own, (0, 0, j, 0))[:, :T]  # (B, T, K): position t - j's tokens
+            before_length = F.pad(own_length, (j, 0))[:, :T]
+            started = (window[..., K - j:] == before[..., :j]).all(-1) & (j <= before_length)
+            tokens = torch.where(started[..., None], before, tokens)
+            length = torch.where(started, before_length, length)
+            written = torch.where(started, j, written)
         return cls(tokens, length, written)
 
 

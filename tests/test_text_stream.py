@@ -171,3 +171,15 @@ def test_a_closed_gate_copies_the_next_result_token():
     log_gate, log_pointer = copy(torch.zeros(3, C), wte, result)
     picks = mixed_log_probs(torch.randn(3, V), log_gate, log_pointer, tokens).argmax(-1)
     assert picks.tolist() == [7, 8, 9]
+
+
+def test_an_answer_started_from_one_value_is_finished_from_it():
+    prompt = ENC.encode_ordinary("What is 1000 * 1234.5 equal to?\nAnswer:")
+    result = list(answer_tokens(1234500.0))
+    idx = torch.tensor([prompt + result])
+    T, n = idx.shape[1], len(prompt)
+    values = torch.full((1, T), 1234500.0, dtype=torch.float64)
+    values[0, n:] = 1234.0  # the DAG after the answer's first digits reads them as a number
+    r = ResultTokens.of(values, torch.ones(1, T, dtype=torch.bool), idx)
+    assert all(r.tokens[0, t, :len(result)].tolist() == result for t in range(n - 1, T))
+    assert r.written[0, n - 1:].tolist() == list(range(len(result) + 1))
