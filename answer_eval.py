@@ -8,12 +8,10 @@ import dataclasses
 
 import torch
 
-from data.dagset.dag_plan import build_plan, plan_arrays
-from data.dagset.fast_parse import parse_text
 from data.dagset.streaming import ExampleMaker, StreamConfig, draw_example
-from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, question
+from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, exact_answer, question
 from models.dag_heads import Literals
-from models.result_copy import format_answer, gpt2_encoding
+from models.result_copy import gpt2_encoding
 from predictor_utils import final_token_metrics, wilson_interval
 from text_generation import LoadedLM, answer
 
@@ -31,9 +29,7 @@ def question_row(rows: TextExampleMaker, expression: str) -> tuple[str, dict]:
     """The canonical answer of an expression and its training row in the question
     format; ValueError saying why for an expression the model cannot be asked."""
     cfg = rows.cfg.expressions
-    # raises for text that is no expression, more nodes than dag_depth, a division by zero
-    value = plan_arrays(build_plan(parse_text(expression)), cfg.dag_depth, where=repr(expression))[-1]
-    true = format_answer(value)
+    true = exact_answer(expression, cfg.dag_depth)
     tokens = rows.maker.tokens(expression)
     row = rows.place(TEMPLATES[0], expression, true, rows.maker.targets(expression, tokens))
     if row is None:

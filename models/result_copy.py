@@ -84,15 +84,18 @@ class ResultTokens(NamedTuple):
         """values (B, T) float64 where available (B, T) is True; idx (B, T) the text."""
         B, T = idx.shape
         K = MAX_RESULT_TOKENS
-        own = torch.zeros(B, T, K, dtype=torch.int64)  # each position's own value's tokens
-        own_length = torch.zeros(B, T, dtype=torch.int64)
         b, t = available.cpu().nonzero(as_tuple=True)
         unique, inverse = values.detach().cpu()[b, t].unique(return_inverse=True)
-        texts = [answer_tokens(v) for v in unique.tolist()]  # the same value recurs along a row
-        for i, (bi, ti) in enumerate(zip(b.tolist(), t.tolist())):
-            toks = texts[inverse[i]]
-            own[bi, ti, :len(toks)] = torch.tensor(toks, dtype=torch.int64)
-            own_length[bi, ti] = len(toks)
+        # the same value recurs along a row: each distinct one is formatted and tokenized once
+        table = torch.zeros(len(unique), K, dtype=torch.int64)
+        table_length = torch.zeros(len(unique), dtype=torch.int64)
+        for u, v in enumerate(unique.tolist()):
+            toks = answer_tokens(v)
+            table[u, :len(toks)] = torch.tensor(toks, dtype=torch.int64)
+            table_length[u] = len(toks)
+        own = torch.zeros(B, T, K, dtype=torch.int64)  # each position's own value's tokens
+        own_length = torch.zeros(B, T, dtype=torch.int64)
+        own[b, t], own_length[b, t] = table[inverse], table_length[inverse]
         own, own_length = own.to(idx.device), own_length.to(idx.device)
         # window[b, t, m] = idx[b, t - K + 1 + m]: the last K tokens of the text at t
         window = F.pad(idx, (K - 1, 0), value=-1).unfold(1, K, 1)  # (B, T, K)

@@ -138,15 +138,7 @@ class ExampleMaker:
         """Per-position arrays for one text whose tokens fit block_size. ValueError if
         the whole text is not a DAG that fits dag_depth (a prefix that is not is masked)."""
         D, T = self.cfg.dag_depth, self.cfg.block_size
-        ex = {
-            "idx": np.full(T, PAD_TOKEN, dtype=np.int64),
-            "V_mag": np.zeros((T, 2 * D)),
-            "V_sign": np.ones((T, 2 * D)),
-            "O": np.zeros((T, D, 2 * D)),
-            "G": np.ones((T, D)),
-            "value": np.zeros(T),
-            "mask": np.zeros(T, dtype=bool),
-            "V_src": np.full((T, D), -1, dtype=np.int64),
+        ex = {"idx": np.full(T, PAD_TOKEN, dtype=np.int64)} | empty_targets(T, D) | {
             "lit_index": np.zeros(T, dtype=np.int64),
             "lit_value": np.zeros(T),
             "lit_end": np.zeros(T, dtype=bool),
@@ -189,6 +181,19 @@ class ExampleMaker:
             ex["mask"][t] = True
             last_k, last_t = n, t
         return ex
+
+
+def empty_targets(T: int, D: int) -> dict[str, np.ndarray]:
+    """The DAG target arrays of T positions that have no target (mask False)."""
+    return {
+        "V_mag": np.zeros((T, 2 * D)),
+        "V_sign": np.ones((T, 2 * D)),
+        "O": np.zeros((T, D, 2 * D)),
+        "G": np.ones((T, D)),
+        "value": np.zeros(T),
+        "mask": np.zeros(T, dtype=bool),
+        "V_src": np.full((T, D), -1, dtype=np.int64),
+    }
 
 
 def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dict) -> list[tuple[int, Fraction, int]]:

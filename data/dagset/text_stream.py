@@ -33,11 +33,18 @@ import torch
 
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
-from data.dagset.streaming import PAD_TOKEN, DAGStream, ExampleMaker, StreamConfig, collate, draw_example, read_literals
+from data.dagset.streaming import (PAD_TOKEN, DAGStream, ExampleMaker, StreamConfig, collate, draw_example, empty_targets,
+                                   read_literals)
 from models.result_copy import format_answer
 
 TEMPLATES = ("What is {e} equal to?\nAnswer: {a}", "{e} = {a}", "Compute {e}\nResult: {a}")
 _NUMBER = re.compile(rb"[0-9]+\.?[0-9]*|\.[0-9]+")  # a decimal literal, as fast_parse.lex reads one
+
+
+def exact_answer(expression: str, dag_depth: int) -> str:
+    """The canonical text of an expression's exact value; ValueError for text that is no
+    expression, needs more than dag_depth nodes or divides by zero."""
+    return format_answer(plan_arrays(build_plan(parse_text(expression)), dag_depth, where=repr(expression))[-1])
 
 
 def question(expression: str) -> str:
@@ -106,13 +113,9 @@ class TextExampleMaker:
             return self.corpus_row(split, index)
         return self.text_row(split, index)
 
-    def tokens_of(self, text: str) -> list[int]:
-        return self.enc.encode_ordinary(text)
-
     def text_row(self, split: str, index: int) -> dict[str, np.ndarray]:
         expression, targets = draw_example(self.maker, split, index)
-        value = plan_arrays(build_plan(parse_text(expression)), self.cfg.expressions.dag_depth)[-1]  # a Fraction
-        answer = format_answer(value)
+        answer = exact_answer(expression, self.cfg.expressions.dag_depth)
         first = self._hash(index, 2) % len(TEMPLATES)
         # the first template that fits, from the drawn one on
         for template in TEMPLATES[first:] + TEMPLATES[:first]:
@@ -127,15 +130,16 @@ class TextExampleMaker:
         head, tail = template.split("{e}")
         piece = expression if not head else " " + expression  # the space before it belongs to its first token
         head = head.rstrip(" ")
-        head_tokens, piece_tokens = self.tokens_of(head), self.tokens_of(piece)
-        tail_tokens = self.tokens_of(tail.replace("{a}", answer))
+        head_tokens, piece_tokens = self.maker.tokens(head), self.maker.tokens(piece)
+        tail_tokens = self.maker.tokens(tail.replace("{a}", answer))
         tokens = head_tokens + piece_tokens + tail_tokens
         if len(tokens) > self.T:
             return None
-        if tokens != self.tokens_of(head + piece + tail.replace("{a}", answer)):
+        if tokens != self.maker.tokens(head + piece + tail.replace("{a}", answer)):
             raise ValueError(f"template {template!r} splits {expression!r} off mid-token")
         start, n = len(head_tokens), len(piece_tokens)
-        expr = self.maker.targets(piece, piece_tokens)  # (T, ...) arrays, padding after n
+        # (T, ...) arrays, padding after n: the drawn expression's own unless a space now leads it
+        expr = targets if piece == expression else self.maker.targets(piece, piece_tokens)
         row = {"idx": np.full(self.T, PAD_TOKEN, dtype=np.int64), "targets": np.full(self.T, -1, dtype=np.int64)}
         row["idx"][:len(tokens)] = tokens
         row["targets"][:len(tokens)] = tokens[1:] + [PAD_TOKEN]
@@ -155,10 +159,7 @@ class TextExampleMaker:
         start = self._hash(index, 3) % (len(data) - T)
         window = data[start:start + T + 1].astype(np.int64)
         D = self.cfg.expressions.dag_depth
-        row = {"idx": window[:-1], "targets": window[1:],
-               "V_mag": np.zeros((T, 2 * D)), "V_sign": np.ones((T, 2 * D)), "O": np.zeros((T, D, 2 * D)),
-               "G": np.ones((T, D)), "value": np.zeros(T), "mask": np.zeros(T, dtype=bool),
-               "V_src": np.full((T, D), -1, dtype=np.int64)}
+        row = {"idx": window[:-1], "targets": window[1:]} | empty_targets(T, D)
         return row | row_literals([self.enc.decode_single_token_bytes(int(t)) for t in row["idx"]], T)
 
 
