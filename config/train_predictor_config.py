@@ -1,6 +1,6 @@
 # Default DAG predictor run: a 4-layer, 128-wide GPT on expressions with up to 3
 # operations (dag_depth 4), deep ones drawn more often (depth_power=2), sized to learn on
-# 2 CPU cores in under 10 minutes (8 min measured).
+# 2 CPU cores in about 10 minutes (7.5 to 11.3 min measured, as the machine's speed drifts).
 out_dir = "out-predictor"
 eval_interval = 250
 log_interval = 25
