@@ -62,6 +62,7 @@ dag_depth = 4
 value_head = "copy"
 literal_embedding = True
 literal_states = False
+step_states = False
 max_coefficient = 3
 n_layer = 4
 n_head = 4

@@ -62,6 +62,7 @@ dag_depth = 4
 value_head = "copy"  # 'copy': point at the text's literals; 'digits': write each value's digits
 literal_embedding = True  # each token's literal index is added to its embedding
 literal_states = False  # signs and coefficients also read each input literal's own state
+step_states = False  # coefficients and gates also read a state per step, attended from the text
 max_coefficient = 3
 # loss weights: mag_weight, sign_weight, op_weight, gate_weight, exec_weight
 globals().update(DEFAULT_LOSS_WEIGHTS)

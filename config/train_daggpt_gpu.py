@@ -23,3 +23,4 @@ lr_decay_iters = 20000
 warmup_iters = 500
 min_lr = 1e-4
 literal_states = True
+step_states = True  # as config/train_predictor_gpu.py

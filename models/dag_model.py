@@ -35,6 +35,7 @@ class GPTConfig:
     max_coefficient: int = 3  # operand coefficients are classes -C..C
     literal_embedding: bool = False  # add an embedding of each token's literal index to its input
     literal_states: bool = False  # signs and coefficients also read each input literal's own state
+    step_states: bool = False  # coefficients and gates also read a state per step, attended from the text
 
     def __post_init__(self):
         if self.value_head not in VALUE_HEADS:

@@ -248,11 +248,12 @@ def test_losses_and_metrics_of_a_trimmed_batch_are_the_untrimmed_ones():
         torch.testing.assert_close(results[1][1][name], metric, msg=name)
 
 
-@pytest.mark.parametrize("value_head", ["digits", "copy"])
-def test_heads_at_some_positions_predict_what_they_predict_at_all(value_head):
+@pytest.mark.parametrize("value_head,step_states", [("digits", False), ("copy", False), ("copy", True)])
+def test_heads_at_some_positions_predict_what_they_predict_at_all(value_head, step_states):
     torch.manual_seed(0)
     model = PredictorOnlyModel(GPTConfig(block_size=8, vocab_size=100, n_layer=1, n_head=2, n_embd=32, bias=False,
-                                         dag_depth=D, value_head=value_head, literal_states=True)).eval()
+                                         dag_depth=D, value_head=value_head, literal_states=True,
+                                         step_states=step_states)).eval()
     idx = torch.randint(0, 100, (2, 4), generator=torch.Generator().manual_seed(1))
     literals = Literals(*(torch.cat([t, t]) for t in LITERALS))
     at = torch.tensor([[False, True, False, True], [True, False, False, False]])
@@ -263,10 +264,11 @@ def test_heads_at_some_positions_predict_what_they_predict_at_all(value_head):
         assert (some[name][~at] == 0).all(), name  # no prediction there
 
 
-def test_literal_state_heads_are_causal():
+@pytest.mark.parametrize("step_states", [False, True])
+def test_literal_state_heads_are_causal(step_states):
     torch.manual_seed(0)
     model = PredictorOnlyModel(GPTConfig(block_size=8, vocab_size=100, n_layer=1, n_head=2, n_embd=32, bias=False,
-                                         dag_depth=D, literal_states=True)).eval()
+                                         dag_depth=D, literal_states=True, step_states=step_states)).eval()
     idx = torch.randint(0, 100, (1, 4), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = model(idx, LITERALS).logits
@@ -275,3 +277,23 @@ def test_literal_state_heads_are_causal():
     for name in ("sign", "op"):  # a literal ending at token 2 or 3 cannot change what tokens 0-1 say
         assert torch.equal(before[name][:, :2], after[name][:, :2])
         assert not torch.equal(before[name][:, 2:], after[name][:, 2:])
+
+
+def test_step_states_read_only_positions_up_to_their_own():
+    torch.manual_seed(0)
+    model = PredictorOnlyModel(GPTConfig(block_size=8, vocab_size=100, n_layer=1, n_head=2, n_embd=32, bias=False,
+                                         dag_depth=D, literal_states=True, step_states=True)).eval()
+    steps = model.dag_predictor.parts["gate"].steps
+    h = torch.randn(2, 6, 128)
+    at = Positions.where(torch.ones(2, 6, dtype=torch.bool))
+    changed = h.clone()
+    changed[:, 4:] += 1.0  # later positions: the steps at 0-3 must not see them
+    with torch.no_grad():
+        before, after = steps(h, at).view(2, 6, D, -1), steps(changed, at).view(2, 6, D, -1)
+        assert before.shape[-1] == steps.width
+        assert torch.equal(before[:, :4], after[:, :4])
+        assert not torch.allclose(before[:, 4:], after[:, 4:])
+        # at the first position each step's attention has one choice: that position's value
+        v = steps.value(h[:, 0])[:, None]  # (B, 1, width)
+        here = steps.here(h[:, 0]).view(2, D, -1)  # step k's own projection
+        torch.testing.assert_close(before[:, 0], F.gelu(here + v))

@@ -11,6 +11,7 @@ from data.dagset.streaming import StreamConfig
 from data.dagset.text_stream import TextConfig, TextExampleMaker, make_text_batch
 from models.dag_model import GPT, GPTConfig, Teacher
 from models.predictor_only_model import PredictorOnlyModel
+from predictor_utils import dag_losses
 
 D, MAX_DIGITS, PLACES, C = 3, 4, 4, 3
 N_DIGITS = MAX_DIGITS + PLACES
@@ -67,17 +68,20 @@ def test_dag_gpt_reads_the_texts_literals(idx):
         GPT(tiny_config())(idx, idx)
 
 
-def test_dag_gpt_is_a_language_model_with_a_result_channel():
+@pytest.mark.parametrize("step_states", [False, True])
+def test_dag_gpt_is_a_language_model_with_a_result_channel(step_states):
     torch.manual_seed(0)
-    model = GPT(tiny_config(vocab_size=50304, block_size=64, value_head="copy"))
+    model = GPT(tiny_config(vocab_size=50304, block_size=64, value_head="copy", literal_states=True,
+                            step_states=step_states))
     rows = TextExampleMaker(TextConfig(StreamConfig(dag_depth=D, block_size=64, max_expr_depth=D - 1)))
     batch = make_text_batch(rows, "train", 0, 2)
     literals = Literals.from_batch(batch)
     logits, loss, dag = model(batch["idx"], batch["targets"], literals, Teacher(batch["value"], batch["mask"]))
     assert logits.shape == (int((batch["targets"] >= 0).sum()), 50304) and torch.isfinite(loss)
     assert dag.logits["op"].shape == (2, 64, D, 2 * D, 2 * C + 1)
-    loss.backward()
+    (loss + sum(dag_losses(dag, batch, model.execute(*dag.soft())).values())).backward()
     assert all(p.grad is not None for p in model.result_copy.parameters())
+    assert all(p.grad is not None for p in model.dag_predictor.parameters())  # none unused under DDP
     with torch.no_grad():
         last, none, _ = model(batch["idx"][:, :10], literals=Literals(*(t[:, :10] for t in literals)))
     assert last.shape == (2, 1, 50304) and none is None

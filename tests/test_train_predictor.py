@@ -109,7 +109,8 @@ def test_checkpoint_files(learning_run):
         assert ckpt["config"]["max_iters"] == 60 and ckpt["config"]["out_dir"] == str(out_dir)
         assert ckpt["model_args"] == dict(n_layer=1, n_head=2, n_embd=32, block_size=32, bias=False, dropout=0.0,
                                           dag_depth=3, value_head="copy", max_digits=4, max_decimal_places=4,
-                                          max_coefficient=3, literal_embedding=True, literal_states=True, vocab_size=50304)
+                                          max_coefficient=3, literal_embedding=True, literal_states=True,
+                                          step_states=False, vocab_size=50304)
         PredictorOnlyModel(GPTConfig(**ckpt["model_args"])).load_state_dict(ckpt["model"])
     best = load(out_dir / "ckpt_00000060.pt")["best_val_loss"]
     assert best == pytest.approx(min(val_losses(stdout).values()), abs=5e-5)  # printed to 4 places
