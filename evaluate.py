@@ -11,6 +11,8 @@ blank lines and lines starting with '#' are skipped):
 $ python evaluate.py --expressions_file=expressions.txt
 One expression's predicted DAG, step by step, next to its target DAG:
 $ python evaluate.py --expr="2.5*3+1"
+Texts are read as the run read them: respaced (`2.5*3+1` as `2.5 * 3 + 1`) if it trained
+with respace=True; --read_as=respaced or --read_as=written chooses.
 The newest checkpoint in out_dir is used unless --ckpt_path names one. Bad input
 stops the run with one line on stderr and exit status 1.
 """
@@ -45,6 +47,7 @@ batch_size = 64
 json_out = ""  # also write the results to this JSON file
 expressions_file = ""  # evaluate these expressions instead of the held-out set
 expr = ""  # show the predicted DAG of this one expression
+read_as = ""  # texts read as the checkpoint's run read them (""), or "respaced" or "written" whatever it did
 # -----------------------------------------------------------------------------
 given_keys = apply_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
@@ -57,6 +60,8 @@ if expr and expressions_file:
     fail("give --expr or --expressions_file, not both")
 if expr and json_out:
     fail("--json_out is for the held-out set and --expressions_file, not --expr")
+if read_as not in ("", "respaced", "written"):
+    fail(f"read_as must be 'respaced' or 'written' (or empty: as the run read), got {read_as!r}")
 if n_per_depth < 1 or batch_size < 1:
     fail(f"n_per_depth and batch_size must be >= 1, got {n_per_depth} and {batch_size}")
 
@@ -120,12 +125,16 @@ except (TypeError, ValueError, RuntimeError) as e:
     fail(f"{ckpt_path!r} does not fit the model its model_args describe: {e}")
 model.to(device)
 model.eval()
-# The held-out set is drawn like the training data. The model's shape wins over the
-# recorded config: train_predictor.py records the config before a resumed run takes
-# its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
+# The held-out set is drawn like the training data, but in the generator's tidy forms
+# for every checkpoint (the forms people write, which some runs train on, are the
+# human-written file's), read as the run read (respaced or not). The model's shape wins
+# over the recorded config: train_predictor.py records the config before a resumed run
+# takes its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
 settings = checkpoint["config"] | checkpoint["model_args"]
+tidy = {k: 0.0 for k in ("p_trailing_zeros", "p_no_spaces", "p_space_in_parens", "p_neg_group", "p_redundant_parens")}
 try:
-    stream_cfg = StreamConfig.from_settings(settings | {"seed": seed})
+    respaced = read_as == "respaced" if read_as else settings.get("respace", False)
+    stream_cfg = StreamConfig.from_settings(settings | tidy | {"seed": seed, "respace": respaced})
 except ValueError as e:
     fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
 maker = ExampleMaker(stream_cfg)
@@ -180,8 +189,10 @@ def evaluate_held_out() -> dict:
 
 def checked(text: str) -> tuple[list[int], dict[str, np.ndarray]]:
     """Tokens and per-token training targets of an expression that the model can read
-    and whose DAG it can write; ValueError saying why for any other text."""
+    and whose DAG it can write, read as the model reads it (respaced, if it was trained
+    so); ValueError saying why for any other text."""
     cfg = model.config
+    text = maker.reading(text)
     # The training stream's parser and DAG plan, so the targets are those the model
     # learned. conversion.py's SymPy parser is no fit here: it runs its input as Python,
     # and it folds numeric groups under a unary minus, as "-(0.1 + 0.2)" -> one Float.
@@ -279,7 +290,8 @@ def show_expression(text: str) -> None:
         fail(str(e))
     dag, predicted, metrics = predict(example, len(tokens))
     target, value = last_target(example, len(tokens))
-    print(f"expression: {text} ({len(tokens)} tokens)")
+    read = maker.reading(text)
+    print(f"expression: {text} ({len(tokens)} tokens{f', read as {read!r}' if read != text else ''})")
     for name, tensors in (("predicted", dag), ("target", target)):
         print(f"{name} DAG after the last token:")
         for line in dag_lines(*tensors):

@@ -52,6 +52,7 @@ num_workers = 1  # DataLoader worker processes making data (0: in the training p
 # the expressions drawn (max_digits, max_expr_depth, depth_power, the p_* of each form):
 # StreamConfig's defaults (data/dagset/streaming.py) unless a config file or the command line sets them
 globals().update(expression_defaults())
+respace = False  # the model reads every expression respaced (`3*4-2` as `3 * 4 - 2`), in training and evaluation
 # model
 n_layer = 4
 n_head = 4
@@ -104,7 +105,7 @@ ctx = autocast_context(device_type, dtype)
 
 # model init
 model_keys = tuple(k for k in BACKBONE_KEYS + HEAD_KEYS if k != "vocab_size")
-data_keys = ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "seed")
+data_keys = ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "respace", "seed")
 start = start_model("predictor", PredictorOnlyModel, GPTConfig, config, overridden, model_keys, data_keys, HEAD_KEYS,
                     device)
 globals().update({k: config[k] for k in model_keys + data_keys})  # what the start decided

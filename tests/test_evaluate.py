@@ -250,13 +250,41 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
         "no expressions": ([run_dir, f"--expressions_file={tmp / 'comments.txt'}"], "no expressions", 1),
         "two modes": ([run_dir, "--expr=1", f"--expressions_file={bad_line}"], "not both", 1),
         "config error": ([run_dir, "--n_per_depth=many"], "config error: key 'n_per_depth'", 2),
+        "bad read_as": ([run_dir, "--read_as=tidy"], "read_as must be 'respaced' or 'written'", 1),
     }
 
 
 @pytest.mark.parametrize("case", [
     "missing checkpoint", "missing out_dir", "empty out_dir", "not a checkpoint", "not a training checkpoint",
     "checkpoint of another shape", "checkpoint of another kind", "missing expressions_file", "bad expression line", "no expressions",
-    "two modes", "config error"])
+    "two modes", "config error", "bad read_as"])
 def test_bad_input(bad_inputs, case):
     args, message, status = bad_inputs[case]
     assert_one_line_error(run(*args), message, status)
+
+
+def after_checkpoint_line(stdout: str) -> list[str]:
+    """The lines printed after "checkpoint <path> (iter 3)": what the model did."""
+    lines = stdout.splitlines()
+    return lines[[i for i, line in enumerate(lines) if line.startswith("checkpoint ")][0] + 1:]
+
+
+def test_texts_are_read_as_the_run_read_them(out_dir):
+    code, stdout, stderr = run(f"--out_dir={out_dir}", "--expr=3*4-2")
+    assert code == 0 and "expression: 3*4-2 (5 tokens)" in stdout, stderr
+    code, stdout, stderr = run(f"--out_dir={out_dir}", "--expr=3*4-2", "--read_as=respaced")
+    assert code == 0 and "expression: 3*4-2 (5 tokens, read as '3 * 4 - 2')" in stdout, stderr
+    ckpt = load_checkpoint(latest_checkpoint(out_dir))  # a run that trained respaced reads so by default
+    respaced = save_checkpoint(ckpt | {"config": ckpt["config"] | {"respace": True}},
+                               os.path.join(out_dir, "respaced"), 3)
+    assert after_checkpoint_line(run(f"--ckpt_path={respaced}", "--expr=3*4-2")[1]) == \
+        after_checkpoint_line(run(f"--out_dir={out_dir}", "--expr=3*4-2", "--read_as=respaced")[1])
+
+
+def test_the_held_out_set_is_tidy_whatever_forms_the_run_trained_on(held_out, out_dir):
+    ckpt = load_checkpoint(latest_checkpoint(out_dir))
+    forms = {"p_neg_group": 0.5, "p_redundant_parens": 0.5, "p_no_spaces": 0.5, "respace": True}
+    styled = save_checkpoint(ckpt | {"config": ckpt["config"] | forms}, os.path.join(out_dir, "styled"), 3)
+    code, stdout, stderr = run(f"--ckpt_path={styled}", f"--n_per_depth={N_PER_DEPTH}", "--batch_size=5")
+    assert code == 0, stderr
+    assert after_checkpoint_line(stdout) == after_checkpoint_line(held_out[0])

@@ -189,7 +189,7 @@ def python_value(text: str) -> Fraction:
 
 def test_styled_text_is_read_by_both_parsers_and_exact():
     seen = {"trailing zeros": 0, "no spaces": 0, "space in parens": 0, "negated group": 0,
-            "double negation": 0, "parenthesized literal": 0}
+            "double negation": 0, "parenthesized literal": 0, "negated literal": 0}
     for seed in range(2500):
         kwargs = dict(STYLE, p_power=0.1 if seed % 3 == 0 else 0.0, ops="+-*/" if seed % 5 else "-/")
         text = generate_expression(seed, seed % 5, **kwargs)
@@ -206,6 +206,7 @@ def test_styled_text_is_read_by_both_parsers_and_exact():
         seen["negated group"] += "-(" in text
         seen["double negation"] += bool(re.search(r"- ?-", text))
         seen["parenthesized literal"] += bool(re.search(r"\(\s*-?[\d.]+\s*\)(?!\*\*)", text))
+        seen["negated literal"] += bool(re.search(r"-\(\s*-?[\d.]+\s*\)(?!\*\*)|(^|[^\d)\s] *)--[\d.]", text))
     assert min(seen.values()) > 100, seen
 
 

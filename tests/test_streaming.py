@@ -1,8 +1,10 @@
 """The streaming dataset: per-token targets equal the SymPy reference path, the prefix
 rule, determinism across DataLoader workers, resuming, sharding and split separation."""
+import dataclasses
 import itertools
 import re
 import time
+import zlib
 from fractions import Fraction as F
 
 import numpy as np
@@ -13,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from data.dagset.conversion import exact_value, expression_to_tensors
 from data.dagset.dag_plan import build_plan, plan_arrays
-from data.dagset.fast_parse import MAX_NESTING, parse_text, quote
+from data.dagset.fast_parse import MAX_NESTING, lex, parse_text, quote, respace
 from data.dagset.generate_expression import generate_expression
 from data.dagset.streaming import (DAGStream, ExampleMaker, StreamConfig, draw_example, make_batch,
                                    prefix_target_text, split_of, trim_batch)
@@ -246,6 +248,42 @@ def test_nesting_limit_is_the_same_on_both_paths(nest):
             else:
                 with pytest.raises(ValueError, match="nested too deeply"):
                     path()
+
+
+@pytest.mark.parametrize("text, tidy", [
+    ("3*4--(2/8)", "3 * 4 - -(2 / 8)"), ("( 3 + 4 )", "(3 + 4)"), ("- -2", "--2"), ("-(-51)", "-(-51)"),
+    ("2 ** -1", "2**-1"), ("( -2.5 )**3 *2", "(-2.5)**3 * 2"), ("1+-+2", "1 + -+2"), ("\t7 /2 ", "7 / 2"),
+    ("3.50", "3.50"), ("3 5", "3 5"), ("2 * * 3", "2 *  * 3"),  # outside the language, and still so
+])
+def test_respace_changes_spaces_only(text, tidy):
+    assert respace(text) == tidy
+    assert [w for w, _ in lex(tidy)] == [w for w, _ in lex(text)]
+
+
+def test_respace_is_the_generators_tidy_spacing():
+    for seed in range(3000):  # default texts are their own respacing: their split is unchanged
+        text = generate_expression(seed, seed % 5, p_power=0.1 if seed % 2 else 0.0)
+        assert respace(text) == text and split_of(text) == ("val" if zlib.crc32(text.encode()) % 16 == 0
+                                                            else "train")
+    for seed in range(1000):
+        text = generate_expression(seed, seed % 5, **STYLE)
+        tidy = respace(text)
+        assert respace(tidy) == tidy and [w for w, _ in lex(tidy)] == [w for w, _ in lex(text)]
+        assert split_of(text) == split_of(tidy)
+    with pytest.raises(ValueError, match="unexpected character"):
+        respace("1,5")
+
+
+def test_a_respacing_stream_reads_every_text_tidy():
+    cfg = StreamConfig(max_expr_depth=3, p_no_spaces=0.5, p_space_in_parens=0.5, respace=True)
+    maker, written = ExampleMaker(cfg), ExampleMaker(dataclasses.replace(cfg, respace=False))
+    texts = [draw_example(maker, "train", i).text for i in range(200)]
+    raw = [draw_example(written, "train", i).text for i in range(200)]
+    assert all(respace(t) == t for t in texts) and any(respace(t) != t for t in raw)
+    assert [respace(t) for t in raw] == texts  # the same draws, read respaced
+    example = draw_example(maker, "val", 0)
+    assert maker.reading("3*4-2") == "3 * 4 - 2" and written.reading("3*4-2") == "3*4-2"
+    assert np.array_equal(example.targets["idx"], make_batch(maker, "val", 0, 1)["idx"][0].numpy())
 
 
 def test_human_written_file():

@@ -168,13 +168,14 @@ def test_resumed_run_starts_after_its_checkpoint(resumed_runs):
 
 
 def test_resume_keeps_the_checkpoints_data_settings(tmp_path):
-    train(f"--out_dir={tmp_path}", "--max_iters=2", "--eval_interval=2", "--seed=5", "--p_power=0.3")
+    train(f"--out_dir={tmp_path}", "--max_iters=2", "--eval_interval=2", "--seed=5", "--p_power=0.3",
+          "--respace=True")
     # not given again: taken from the checkpoint; given again with another value: a note
     result = train(f"--out_dir={tmp_path}", "--max_iters=3", "--eval_interval=2", "--init_from=resume",
                    "--p_parens=0.5")
     assert "note: p_parens=0.5 replaces the checkpoint's 0.2" in result.stdout
     config = load(tmp_path / "ckpt_00000003.pt")["config"]
-    assert (config["seed"], config["p_power"], config["p_parens"]) == (5, 0.3, 0.5)
+    assert (config["seed"], config["p_power"], config["p_parens"], config["respace"]) == (5, 0.3, 0.5, True)
 
 
 def test_resume_with_empty_out_dir_is_one_line_error(tmp_path):

@@ -102,6 +102,26 @@ def lex(text: str) -> list[tuple[str, int]]:
     return lexemes
 
 
+def respace(text: str) -> str:
+    """The text with the generator's tidy spacing and nothing else changed: one space
+    around each binary `+ - * /`, none inside parentheses, around `**` or after a unary
+    sign, so `3*4--(2/8)` and `( 3 + 4 )` read `3 * 4 - -(2 / 8)` and `(3 + 4)`. Its
+    lexemes are the text's, in order (two numbers in a row keep a space between them, so
+    a text outside the language stays outside). ValueError as `lex` for such a text."""
+    words = [w for w, _ in lex(text)]
+    out, prev = [], None
+    for w in words:
+        unary = w in ("+", "-") and (prev is None or prev == "(" or prev in _OPERATORS)
+        if w in _OPERATORS and w != "**" and not unary:
+            out.append(f" {w} ")
+        elif prev is not None and prev[0] in _NUMBER_START and w[0] in _NUMBER_START:
+            out.append(" " + w)
+        else:
+            out.append(w)
+        prev = w
+    return "".join(out)
+
+
 def _check_nesting(words: list[str], text: str) -> None:
     """ValueError when the text nests deeper than MAX_NESTING: the nesting at a point is
     the number of open parentheses plus the unary signs and `**` whose operand is still

@@ -20,7 +20,7 @@ never change):
   `3*4-2`, `4--(2/8)`, or (half of these) only around `*` and `/`, `3*4 - 2`;
 - p_space_in_parens: a parenthesized group gets spaces inside, `( 3 + 4 )`;
 - p_neg_group: a parenthesized group (or the whole expression) is negated, `-(a - b)`,
-  `2 * -(3 + 4)`, `5 - -(1 + 2)` (with p_unary_minus also `5 - -3`);
+  `2 * -(3 + 4)`, `5 - -(1 + 2)`, and so is a literal, `-(3)`, `-(-3)`, `--3`, `5 - -3`;
 - p_redundant_parens: a literal is parenthesized, `(3)`, `(-2.5)`, or the whole
   expression is, `(1 + 2)`.
 None of them changes a value's magnitude, so the exactness rules above still hold.
@@ -115,6 +115,9 @@ def generate_expression(seed: int, depth: int, max_digits: int = 4, max_decimal_
                 text = f"({text})**{exponent}" if text[0] == "-" else f"{text}**{exponent}"
             if chance(p_redundant_parens):  # (3), (-2.5), (2**3)
                 text = parenthesize(text)
+            if num != 0 and abs(num) != den and chance(p_neg_group):  # -(3), -(-3), --3
+                num = -num
+                text = "-" + (text if text[0] == "(" or uniform() < 0.5 else parenthesize(text))
             if _in_bounds(num, den):
                 value = Fraction(num, den)
                 return text, _ATOM, value, value, ()

@@ -14,7 +14,9 @@ Examples are indexed: example i of a split is drawn from seeds derived from (see
 so the stream is deterministic, batch b is the same whatever the number of DataLoader
 workers (worker w makes batches b = w, w + W, ...; DataLoader reads workers in turn),
 and a resumed run starts at its batch position. A text belongs to the validation split
-iff crc32(text) % VAL_EVERY == 0, so the two splits never share an expression.
+iff crc32(respace(text)) % VAL_EVERY == 0, so the two splits never share an expression,
+nor two spacings of one (`3*4` and `3 * 4`: a model that reads texts respaced reads them
+as one).
 """
 import zlib
 from bisect import bisect_left, bisect_right
@@ -28,7 +30,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data.dagset.dag_plan import build_plan, plan_arrays
-from data.dagset.fast_parse import lex, parse_lexemes
+from data.dagset.fast_parse import lex, parse_lexemes, respace
 from data.dagset.generate_expression import generate_expression
 
 VAL_EVERY = 16
@@ -60,6 +62,7 @@ class StreamConfig:
     p_space_in_parens: float = 0.0
     p_neg_group: float = 0.0
     p_redundant_parens: float = 0.0
+    respace: bool = False  # the model reads every text respaced (fast_parse.respace): `3*4` as `3 * 4`
 
     @classmethod
     def from_settings(cls, settings: dict) -> "StreamConfig":
@@ -130,6 +133,10 @@ class ExampleMaker:
             pos += n
             ends.append(pos)
         return ends
+
+    def reading(self, text: str) -> str:
+        """The text as the model reads it: respaced when cfg.respace, else as written."""
+        return respace(text) if self.cfg.respace else text
 
     def tokens(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)
@@ -238,7 +245,9 @@ def value_sources(values: list[tuple[Fraction, int]], literals: list[tuple[int, 
 
 
 def split_of(text: str) -> str:
-    return "val" if zlib.crc32(text.encode()) % VAL_EVERY == 0 else "train"
+    """'val' or 'train', by the tidy spacing of the text: generate_expression's default
+    texts are their own respacing, so for them this is crc32(text) % VAL_EVERY."""
+    return "val" if zlib.crc32(respace(text).encode()) % VAL_EVERY == 0 else "train"
 
 
 class Example(NamedTuple):
@@ -258,6 +267,7 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
                                    p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
                                    p_space_in_parens=cfg.p_space_in_parens, p_neg_group=cfg.p_neg_group,
                                    p_redundant_parens=cfg.p_redundant_parens)
+        text = maker.reading(text)
         if split_of(text) != split:
             continue
         tokens = maker.tokens(text)

@@ -12,8 +12,9 @@ It is deliberately not made with generate_expression: this small writer has its 
 templates and its own seed, so the set is not a sample of the training distribution.
 Line i shows form FORMS[i % 8] (other forms may show up too). Every line has 0 to 3
 binary operations, literals of at most 4 integer digits and 4 decimals (as written),
-is in the validation split (crc32(text) % 16 == 0: candidates are drawn until one is,
-so no line can ever be a training example), parses in both paths (fast_parse.py and
+is in the validation split (streaming.split_of: crc32 of its respaced text % 16 == 0;
+candidates are drawn until one is, so no line, as written or respaced, can ever be a
+training example), parses in both paths (fast_parse.py and
 conversion.py) to identical tensors that fit dag_depth=4, and is at most 32 GPT-2
 tokens (the block_size of the default model). The output is the same on every run.
 """
@@ -27,7 +28,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 N_LINES = 300
-SEED = "human_written/v1"
+SEED = "human_written/v2"  # v1 chose lines by crc32 of the text as written
 DAG_DEPTH = 4
 MAX_TOKENS = 32
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "human_written.txt")
