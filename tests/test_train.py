@@ -4,7 +4,6 @@ evaluate.py on its checkpoints."""
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 import pytest

@@ -236,7 +236,6 @@ def parse_lexemes(lexemes: list[str], text: str) -> tuple:
         return ("mul", [(("num", Fraction(1)), 1), (inner, -1)])
 
     def atom() -> tuple:
-        nonlocal pos
         tok = expect_operand()
         if tok == "(":
             node = expr()

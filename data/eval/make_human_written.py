@@ -21,7 +21,6 @@ tokens (the block_size of the default model). The output is the same on every ru
 import os
 import random
 import sys
-from fractions import Fraction
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
