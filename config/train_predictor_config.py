@@ -1,6 +1,7 @@
 # Default DAG predictor run: a 4-layer, 128-wide GPT on expressions with up to 3
-# operations (dag_depth 4), deep ones drawn more often (depth_power=2), sized to learn on
-# 2 CPU cores in about 10 minutes (7.5 to 11.3 min measured, as the machine's speed drifts).
+# operations (dag_depth 4), deep ones drawn more often (depth_power=2), read respaced and
+# with some negated and parenthesized groups and literals, sized to learn on
+# 2 CPU cores in about 10 minutes (7.5 to 11.7 min measured, as the machine's speed drifts).
 out_dir = "out-predictor"
 eval_interval = 250
 log_interval = 25
@@ -14,6 +15,9 @@ max_digits = 4
 max_decimal_places = 4
 max_expr_depth = 3
 depth_power = 2.0  # depth d drawn with weight (d + 1) ** 2: most errors are at depth 3
+respace = True  # read every text in tidy spacing: `3*4-2` as `3 * 4 - 2`
+p_neg_group = 0.05  # and show some of what spacing cannot tidy: -(a - b), -(-3), --3,
+p_redundant_parens = 0.05  # (3), (1 + 2)
 literal_states = True  # signs and coefficients also read each input literal's own state
 
 n_layer = 4

@@ -15,12 +15,11 @@ max_digits = 4
 max_decimal_places = 4
 max_expr_depth = 5
 depth_power = 2.0  # as the CPU configs: deep expressions, where the errors are, drawn more often
-# the forms people write, as in the hour-long CPU config
-p_trailing_zeros = 0.15
-p_no_spaces = 0.15
-p_space_in_parens = 0.15
-p_neg_group = 0.15
-p_redundant_parens = 0.15
+# texts read respaced, and the forms people write that spacing cannot tidy, as the CPU configs
+respace = True
+p_trailing_zeros = 0.05
+p_neg_group = 0.1
+p_redundant_parens = 0.05
 literal_states = True  # as the CPU configs: signs and coefficients read each literal's state
 step_states = True  # each step attends over the text: +6 points at equal steps on the CPU (README), at 1.7x a step there
 
