@@ -29,7 +29,7 @@ from configurator import apply_config
 from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
-from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch, trim_batch
+from data.dagset.streaming import FORM_KEYS, ExampleMaker, StreamConfig, make_batch, trim_batch
 from models.dag_heads import Literals
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
@@ -131,7 +131,7 @@ model.eval()
 # over the recorded config: train_predictor.py records the config before a resumed run
 # takes its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
 settings = checkpoint["config"] | checkpoint["model_args"]
-tidy = {k: 0.0 for k in ("p_trailing_zeros", "p_no_spaces", "p_space_in_parens", "p_neg_group", "p_redundant_parens")}
+tidy = dict.fromkeys(FORM_KEYS, 0.0)
 try:
     respaced = read_as == "respaced" if read_as else settings.get("respace", False)
     stream_cfg = StreamConfig.from_settings(settings | tidy | {"seed": seed, "respace": respaced})

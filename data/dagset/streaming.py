@@ -82,10 +82,11 @@ class StreamConfig:
                              f"more than dag_depth={self.dag_depth} nodes hold")
 
 
+# generate_expression's style options: the forms people write, all 0 (tidy texts) by default
+FORM_KEYS = ("p_trailing_zeros", "p_no_spaces", "p_space_in_parens", "p_neg_group", "p_redundant_parens")
 # the settings that decide which expressions are drawn: a training script's config keys
 EXPRESSION_KEYS = ("max_digits", "max_decimal_places", "min_expr_depth", "max_expr_depth", "depth_power",
-                   "p_unary_minus", "p_parens", "p_power", "p_trailing_zeros", "p_no_spaces", "p_space_in_parens",
-                   "p_neg_group", "p_redundant_parens")
+                   "p_unary_minus", "p_parens", "p_power", *FORM_KEYS)
 
 
 def expression_defaults() -> dict:
@@ -247,7 +248,11 @@ def value_sources(values: list[tuple[Fraction, int]], literals: list[tuple[int, 
 def split_of(text: str) -> str:
     """'val' or 'train', by the tidy spacing of the text: generate_expression's default
     texts are their own respacing, so for them this is crc32(text) % VAL_EVERY."""
-    return "val" if zlib.crc32(respace(text).encode()) % VAL_EVERY == 0 else "train"
+    return _split_of_tidy(respace(text))
+
+
+def _split_of_tidy(tidy: str) -> str:
+    return "val" if zlib.crc32(tidy.encode()) % VAL_EVERY == 0 else "train"
 
 
 class Example(NamedTuple):
@@ -267,9 +272,10 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
                                    p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
                                    p_space_in_parens=cfg.p_space_in_parens, p_neg_group=cfg.p_neg_group,
                                    p_redundant_parens=cfg.p_redundant_parens)
-        text = maker.reading(text)
-        if split_of(text) != split:
+        tidy = respace(text)  # once: the split and, with cfg.respace, the text read
+        if _split_of_tidy(tidy) != split:
             continue
+        text = tidy if cfg.respace else text
         tokens = maker.tokens(text)
         if len(tokens) > cfg.block_size:
             continue
