@@ -1,7 +1,7 @@
 # Default DAG predictor run: a 4-layer, 128-wide GPT on expressions with up to 3
 # operations (dag_depth 4), deep ones drawn more often (depth_power=2), read respaced and
-# with some negated and parenthesized groups and literals, sized to learn on
-# 2 CPU cores in about 10 minutes (7.5 to 11.7 min measured, as the machine's speed drifts).
+# with some negated and parenthesized groups and literals, sized for a 10-minute budget on
+# 2 CPU cores (docs/results.md gives what it reached).
 out_dir = "out-predictor"
 eval_interval = 250
 log_interval = 25

@@ -21,7 +21,7 @@ p_trailing_zeros = 0.05
 p_neg_group = 0.1
 p_redundant_parens = 0.05
 literal_states = True  # as the CPU configs: signs and coefficients read each literal's state
-step_states = True  # each step attends over the text: +6 points at equal steps on the CPU (README), at 1.7x a step there
+step_states = True  # each DAG step gets its own state, attending over the text, read by the gate and coefficient heads
 
 n_layer = 12
 n_head = 12

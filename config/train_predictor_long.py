@@ -1,7 +1,7 @@
 # The hour-long CPU run: the quick start's model with step states (each DAG step attends
 # over the text), texts read respaced and the forms spacing cannot tidy in the data, for
-# 16,500 iterations, sized to finish within an hour on 2 CPU cores (52 min 45 s measured).
-# README's "Measured results" gives what it reached.
+# 16,500 iterations, sized to finish within an hour on 2 CPU cores.
+# docs/results.md gives what it reached.
 out_dir = "out-predictor-long"
 eval_interval = 1000
 log_interval = 100
@@ -16,7 +16,7 @@ max_decimal_places = 4
 max_expr_depth = 3
 depth_power = 2.0
 literal_states = True
-step_states = True  # 1.9x a step here, and worth it: README's step-state ablation
+step_states = True  # each DAG step attends over the text (docs/results.md: the step-state ablation)
 respace = True  # `3*4-2` read as `3 * 4 - 2`
 p_trailing_zeros = 0.05
 p_neg_group = 0.1  # -(a - b), -(-3), --3
