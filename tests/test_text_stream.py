@@ -1,13 +1,15 @@
 """The full model's text stream (data/dagset/text_stream.py) and its canonical answer
 format and result channel (models/result_copy.py)."""
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
 
-from data.dagset.streaming import PAD_TOKEN, StreamConfig, draw_example, split_of
+from data.dagset import text_stream
+from data.dagset.streaming import PART_CHARS, PAD_TOKEN, StreamConfig, draw_example, encode, split_of
 from data.dagset.text_stream import (TEMPLATES, TextConfig, TextExampleMaker, make_text_batch, question, read_corpus,
                                      row_literals)
 from models.result_copy import (ResultCopy, ResultTokens, answer_tokens, format_answer, gpt2_encoding,
@@ -93,6 +95,28 @@ def test_row_literals_read_every_number_of_free_text():
     assert [ENC.decode(tokens[:e + 1]).split()[-1].rstrip(",") for e in ends] == ["12", "2.50", ".5"]
     assert lit["lit_value"][ends].tolist() == [12.0, 2.5, 0.5]
     assert lit["lit_index"][:len(tokens)].max() == 4 and (lit["lit_index"][len(tokens):] == 0).all()
+    # a number longer than MAX_LITERAL_CHARS is no literal (float() of it overflows)
+    tokens = ENC.encode_ordinary("1" + "0" * 400 + " and 7")
+    lit = row_literals([ENC.decode_single_token_bytes(t) for t in tokens], len(tokens))
+    assert lit["lit_value"][lit["lit_end"]].tolist() == [7.0]
+
+
+def test_long_texts_encode_in_parts_as_one():
+    text = "".join(f"Line {i}: 12.5 * {i} =  {12.5 * i}\n\n\tx's" for i in range(6000))
+    assert len(text) > 2 * PART_CHARS and encode(ENC, text) == ENC.encode_ordinary(text)
+    # tiktoken's regex panics on a million spaces in a row; in parts they encode
+    assert len(encode(ENC, "1" + " " * 10 ** 6 + "+ 1")) == 10 ** 6 + 2
+
+
+def test_rows_pass_over_expressions_that_fit_no_template():
+    """block_size=24: most depth-3 texts fit, some do not; no row fails."""
+    rows = TextExampleMaker(TextConfig(StreamConfig(block_size=24, max_expr_depth=3)))
+    drawn = [draw_example(rows.maker, "train", i) for i in range(200)]
+    assert not all(rows.fits(example) for example in drawn)
+    for i in range(200):
+        row = rows.row("train", i)
+        assert (row["targets"] >= 0).sum() <= 24
+        assert row["mask"].any()
 
 
 def test_corpus_rows_mix_in_without_dag_targets(tmp_path):
@@ -107,15 +131,21 @@ def test_corpus_rows_mix_in_without_dag_targets(tmp_path):
     assert ENC.decode(row["idx"].tolist()) in ENC.decode(corpus.tolist())
 
 
-def test_bad_corpus_files_are_value_errors(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        read_corpus(str(tmp_path / "missing.bin"))
-    (tmp_path / "odd.bin").write_bytes(b"abc")
-    with pytest.raises(ValueError, match="not uint16"):
-        read_corpus(str(tmp_path / "odd.bin"))
-    np.array([1, 60000], dtype=np.uint16).tofile(tmp_path / "big.bin")
-    with pytest.raises(ValueError, match="vocabulary"):
-        read_corpus(str(tmp_path / "big.bin"))
+def test_bad_corpus_files_are_value_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_stream, "CORPUS_CHUNK", 8)  # every chunk is checked, not only the first
+    tokens = np.array(ENC.encode_ordinary("The cat sat on 3 mats.\n" * 10), dtype=np.uint16)
+    files = {"odd": b"abc", "short": tokens[:8].tobytes(), "past the vocabulary": np.append(tokens, 60000).astype(np.uint16),
+             "int32": tokens.astype(np.int32), "text": ("The cat sat on 3 mats.\n" * 10).encode()}
+    for name, data in files.items():
+        (tmp_path / f"{name}.bin").write_bytes(bytes(data))
+    for name, message in [("missing", "does not exist"), ("odd", "is not uint16 tokens: 3 bytes"),
+                          ("short", "has 8 tokens, fewer than the 9 of one row (block_size + 1)"),
+                          ("past the vocabulary", "holds token 60000, past GPT-2's vocabulary of 50257"),
+                          ("int32", f"is {len(tokens)} of {2 * len(tokens)} token 0: int32 or int64 tokens"), ("text", "is UTF-8 text, not tokens")]:
+        with pytest.raises(ValueError, match=re.escape(f"corpus file {str(tmp_path / name) + '.bin'!r} {message}")):
+            read_corpus(str(tmp_path / f"{name}.bin"), 9)
+    tokens.tofile(tmp_path / "good.bin")
+    assert np.array_equal(read_corpus(str(tmp_path / "good.bin"), 9), tokens)
     with pytest.raises(ValueError, match="corpus_dir"):
         TextConfig(corpus_ratio=0.5)
 

@@ -18,6 +18,7 @@ iff crc32(respace(text)) % VAL_EVERY == 0, so the two splits never share an expr
 nor two spacings of one (`3*4` and `3 * 4`: a model that reads texts respaced reads them
 as one).
 """
+import re
 import zlib
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields
@@ -94,6 +95,26 @@ def expression_defaults() -> dict:
     return {k: StreamConfig.__dataclass_fields__[k].default for k in EXPRESSION_KEYS}
 
 
+# tiktoken's pre-tokenizing regex overflows its stack (a Rust panic) on a whitespace run of
+# some 10**6 characters, so a longer text is encoded in parts of at most PART_CHARS. A part
+# ends before a single space or line break between two other characters: a pre-token
+# boundary, so the parts' tokens are the whole text's. Only inside a longer run of
+# whitespace is a part cut anywhere (its tokens there may differ from one encoding).
+PART_CHARS = 1 << 16
+_PART_END = re.compile(r"(?<=\S)[ \n](?=\S)")
+
+
+def encode(enc: tiktoken.Encoding, text: str) -> list[int]:
+    """GPT-2 tokens of a text of any length (enc.encode_ordinary, in parts for a long one)."""
+    tokens, start = [], 0
+    while len(text) - start > PART_CHARS:
+        end = _PART_END.search(text, start + PART_CHARS // 2, start + PART_CHARS)
+        end = end.start() if end else start + PART_CHARS
+        tokens += enc.encode_ordinary(text[start:end])
+        start = end
+    return tokens + enc.encode_ordinary(text[start:])
+
+
 def prefix_target_text(text: str, end: int) -> str | None:
     """The expression text that text[:end] denotes, or None when it is masked."""
     if end < len(text) and text[end] in _NUMBER_CHARS and text[end - 1] in _NUMBER_CHARS:
@@ -140,7 +161,7 @@ class ExampleMaker:
         return respace(text) if self.cfg.respace else text
 
     def tokens(self, text: str) -> list[int]:
-        return self.enc.encode_ordinary(text)
+        return encode(self.enc, text)
 
     def targets(self, text: str, tokens: list[int]) -> dict[str, np.ndarray]:
         """Per-position arrays for one text whose tokens fit block_size. ValueError if
@@ -260,9 +281,10 @@ class Example(NamedTuple):
     targets: dict[str, np.ndarray]  # per-token arrays (ExampleMaker.targets)
 
 
-def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
+def draw_example(maker: ExampleMaker, split: str, index: int, fits=None) -> Example:
     """Example `index` of a split: the first candidate drawn from its seeds that belongs
-    to the split and fits block_size and dag_depth."""
+    to the split, fits block_size and dag_depth, and passes fits(example) if given (the
+    text stream's: its text with the answer fits a template)."""
     cfg = maker.cfg
     for attempt in range(10_000):
         seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
@@ -280,9 +302,11 @@ def draw_example(maker: ExampleMaker, split: str, index: int) -> Example:
         if len(tokens) > cfg.block_size:
             continue
         try:
-            return Example(text, maker.targets(text, tokens))
+            example = Example(text, maker.targets(text, tokens))
         except ValueError:  # needs more than dag_depth nodes
             continue
+        if fits is None or fits(example):
+            return example
     raise ValueError(f"no expression of example {index} fits block_size={cfg.block_size} and "
                      f"dag_depth={cfg.dag_depth}: raise them or lower max_expr_depth/max_digits")
 
