@@ -11,8 +11,10 @@ everything else in out_dir.
 Saves are atomic (a temp file .ckpt_*.tmp, then a rename); a failed save removes
 its temp file and leaves the checkpoints before it as they were. A model state dict
 with a NaN or infinite tensor is never saved, and a checkpoint with one is never
-loaded. Saves store a sha256 of the model's tensors (key model_sha256) that loads
-verify and drop; checkpoints without it load unverified. Loads use
+loaded. Saves store a sha256 of everything the checkpoint holds (key sha256: weights,
+optimizer state, RNG states, config) that loads verify and drop; older checkpoints
+with a sha256 of their model tensors only (model_sha256) are verified by that, and
+checkpoints with neither load unverified. Loads use
 weights_only=True, so a checkpoint may hold only tensors and plain Python values
 (numbers, strings, None, lists, tuples, dicts).
 
@@ -33,7 +35,8 @@ import torch
 
 _CKPT_NAME = re.compile(r"ckpt_(\d{8,})\.pt")
 _TEMP_PREFIX, _TEMP_SUFFIX = ".ckpt_", ".tmp"
-CHECKSUM_KEY = "model_sha256"
+CHECKSUM_KEY = "sha256"
+MODEL_CHECKSUM_KEY = "model_sha256"  # older saves: a sha256 of the model tensors only
 LOCK_NAME = ".lock"
 
 
@@ -62,16 +65,48 @@ def first_non_finite_tensor(state_dict: dict) -> str | None:
     return None
 
 
+def _update_with_tensor(digest, t: torch.Tensor) -> None:
+    t = t.detach()
+    digest.update(f"{t.dtype}\0{tuple(t.shape)}\0".encode())
+    digest.update(t.contiguous().reshape(-1).view(torch.uint8).cpu().numpy())
+
+
 def state_dict_sha256(state_dict: dict) -> str:
     """sha256 over the tensors of a state dict in key order: each key, dtype, shape and
-    the raw bytes, so a flipped bit, a reshaped or renamed tensor all change it."""
+    the raw bytes, so a flipped bit, a reshaped or renamed tensor all change it (the
+    model_sha256 of older checkpoints)."""
     digest = hashlib.sha256()
     for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        t = value.detach()
-        digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        digest.update(t.contiguous().reshape(-1).view(torch.uint8).cpu().numpy())
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{key}\0".encode())
+            _update_with_tensor(digest, value)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(checkpoint: dict) -> str:
+    """sha256 over everything a checkpoint holds, in order: dicts, lists and tuples by
+    their items, tensors by dtype, shape and raw bytes, other values by type and repr
+    (exact for the numbers, strings and None a checkpoint may hold), so a flipped bit in
+    the weights, the optimizer state, an RNG state or the config changes it."""
+    digest = hashlib.sha256()
+
+    def update(value) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(b"tensor\0")
+            _update_with_tensor(digest, value)
+        elif isinstance(value, dict):
+            digest.update(f"dict {len(value)}\0".encode())
+            for key, item in value.items():
+                update(key)
+                update(item)
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{type(value).__name__} {len(value)}\0".encode())
+            for item in value:
+                update(item)
+        else:
+            digest.update(f"{type(value).__name__} {value!r}\0".encode())
+
+    update(checkpoint)
     return digest.hexdigest()
 
 
@@ -109,7 +144,9 @@ def save_checkpoint(checkpoint: dict, out_dir: str, iter_num: int) -> str:
         bad = first_non_finite_tensor(model)
         if bad is not None:
             raise ValueError(f"model weight {bad!r} is not finite (NaN or infinite): not saved")
-        checkpoint = checkpoint | {CHECKSUM_KEY: state_dict_sha256(model)}
+    # a checksum of what is saved now, not one a loaded checkpoint came with
+    checkpoint = {k: v for k, v in checkpoint.items() if k not in (CHECKSUM_KEY, MODEL_CHECKSUM_KEY)}
+    checkpoint[CHECKSUM_KEY] = checkpoint_sha256(checkpoint)
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, checkpoint_name(iter_num))
     # the temp name never matches ckpt_<n>.pt, so a crash mid-write can't be
@@ -198,8 +235,9 @@ def remove_orphan_temp_files(out_dir: str) -> list[str]:
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint saved by save_checkpoint, allowing no arbitrary pickles.
 
-    ValueError (one line) if the file is not a checkpoint, its model weights do not
-    match the sha256 saved with them, or one of them is NaN or infinite."""
+    ValueError (one line) if the file is not a checkpoint, its contents (or, in an
+    older checkpoint, its model weights) do not match the sha256 saved with them, or
+    a model weight is NaN or infinite."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} not found")
     try:
@@ -211,9 +249,12 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
         raise ValueError(f"{path!r} is not a checkpoint: it holds a "
                          f"{type(checkpoint).__name__}, not a dict")
     saved_sha = checkpoint.pop(CHECKSUM_KEY, None)
+    if saved_sha is not None and checkpoint_sha256(checkpoint) != saved_sha:
+        raise ValueError(f"{path!r} is corrupt: its contents do not match the sha256 saved with them")
+    model_sha = checkpoint.pop(MODEL_CHECKSUM_KEY, None)
     model = checkpoint.get("model")
     if isinstance(model, dict):
-        if saved_sha is not None and state_dict_sha256(model) != saved_sha:
+        if model_sha is not None and state_dict_sha256(model) != model_sha:
             raise ValueError(f"{path!r} is corrupt: its model weights do not match "
                              f"the sha256 saved with them")
         bad = first_non_finite_tensor(model)
@@ -323,26 +364,27 @@ RESUME_KEYS = ("model", "optimizer", "model_args", "iter_num", "best_val_loss", 
 
 
 def check_resumable(checkpoint: dict, path: str, config: dict, overridden, model_keys, data_keys,
-                    honoured=("dropout",)) -> dict:
-    """The model_args to rebuild a checkpoint's model for resuming it.
+                    honoured=("dropout",), needs=RESUME_KEYS, use="be resumed") -> dict:
+    """The model_args to rebuild a checkpoint's model for resuming it (or, with other
+    `needs` and `use`, for another start from it: train.py's warm start).
 
-    ValueError (one line) if the checkpoint lacks a key a resume reads (RESUME_KEYS,
-    or data_keys in its config), or if a model key that the command line or a config
-    file set (overridden) differs from the checkpoint's: a resumed run keeps the
-    checkpoint's shape. Keys in `honoured` (dropout) are not shape: the set value is
-    used, and saved with the next checkpoint."""
-    missing = [k for k in RESUME_KEYS if k not in checkpoint]
+    ValueError (one line) if the checkpoint lacks a key the start reads (needs, or
+    data_keys in its config), or if a model key that the command line or a config
+    file set (overridden) differs from the checkpoint's: a run that starts from a
+    checkpoint keeps its shape. Keys in `honoured` (dropout) are not shape: the set
+    value is used, and saved with the next checkpoint."""
+    missing = [k for k in needs if k not in checkpoint]
     if missing:
-        raise ValueError(f"{path!r} cannot be resumed: it has no {', '.join(missing)}")
-    args, saved = checkpoint["model_args"], checkpoint["config"]
+        raise ValueError(f"{path!r} cannot {use}: it has no {', '.join(missing)}")
+    args, saved = checkpoint["model_args"], checkpoint.get("config", {})
     if not isinstance(args, dict) or not isinstance(saved, dict):
-        raise ValueError(f"{path!r} cannot be resumed: its model_args and config are not dicts")
+        raise ValueError(f"{path!r} cannot {use}: its model_args and config are not dicts")
     missing = [k for k in data_keys if k not in saved]
     if missing:
-        raise ValueError(f"{path!r} cannot be resumed: its config has no {', '.join(missing)}")
+        raise ValueError(f"{path!r} cannot {use}: its config has no {', '.join(missing)}")
     for k in model_keys:
         if k in overridden and k in args and k not in honoured and config[k] != args[k]:
-            raise ValueError(f"{k}={config[k]!r} differs from the checkpoint's {k}={args[k]!r}: a resumed run "
-                             f"keeps the model shape of {path!r}; drop the {k} setting, or train from "
+            raise ValueError(f"{k}={config[k]!r} differs from the checkpoint's {k}={args[k]!r}: a run that starts "
+                             f"from {path!r} keeps its model shape; drop the {k} setting, or train from "
                              f"scratch in another out_dir")
     return args | {k: config[k] for k in honoured if k in overridden and k in args}

@@ -1,23 +1,27 @@
 """
-Config checks shared by the training scripts, in one place.
+Config checks shared by the scripts, in one place.
 
     validate_config(config)                  # raises ValueError: one line naming the key
                                              # and its allowed range
 
 config is the script's dict of config keys after overrides. Every key of RANGES
 that the dict holds is checked; keys the table does not know pass through, and
-keys the dict lacks are skipped, so a script with other keys (a future train.py)
-uses the same function. Then come checks across keys (n_head divides n_embd,
-expression depths against dag_depth, digits against what digit_targets represents
-exactly) and, for scripts that stream DAG data, checks on drawn data (see
-check_data_fits). With full=False only the per-key ranges and the device are
-checked: for a resumed run, whose model shape and data settings come from the
-checkpoint, the script calls validate_config again once the config is final.
+keys the dict lacks are skipped, so every script (train.py, train_predictor.py,
+sample.py, evaluate.py) uses the same function. Then come checks across keys (n_head
+divides n_embd, expression depths against dag_depth, digits against what
+digit_targets represents exactly) and, for scripts that stream DAG data, checks on
+drawn data (see check_data_fits). With full=False only the per-key ranges and the
+device are checked: for a resumed run, whose model shape and data settings come from
+the checkpoint, the script calls validate_config again once the config is final.
+The training scripts' settings without a range here are in NO_RANGE.
 """
 import dataclasses
 import math
 
 import torch
+from torch.distributed import Backend
+
+from models.dag_heads import VALUE_HEADS
 
 DTYPES = ("float32", "bfloat16", "float16")
 # digit_targets rounds V_mag * 10**max_decimal_places (float64) to int64: exact only
@@ -28,6 +32,18 @@ MAX_SIGNIFICANT_DIGITS = 15
 MAX_POWER = 3
 # examples drawn per expression depth by check_data_fits
 DRAWS_PER_DEPTH = 64
+DEVICES = ("cpu", "cuda", "mps")  # 'cuda:<n>' names one GPU
+# sample.py's bound on a sample's length: every training text is one row of block_size
+# tokens (64 in the configs, GPT-2's 1,024 at most) ending at <|endoftext|>, so 10,000
+# tokens is ten of GPT-2's contexts; --max_new_tokens=1000000000 (a slip of zeros)
+# would run for weeks on a CPU
+MAX_NEW_TOKENS = 10_000
+# settings of the training scripts with no range here: any value of the default's type
+# (which configurator.py enforces) is valid, or the code that reads them checks them
+# before training, in one line (init_from: common.start_model; corpus: the text stream)
+NO_RANGE = {"wandb_log", "wandb_project", "wandb_run_name", "eval_only", "always_save_checkpoint",
+                      "init_from", "corpus", "literal_embedding", "literal_states", "step_states", "bias",
+                      "respace", "decay_lr", "compile", "time_parts"}
 
 
 def _number(value) -> bool:
@@ -98,6 +114,16 @@ RANGES = {
     "keep_checkpoints": at_least(1),
     "gradient_accumulation_steps": at_least(1),
     "dtype": one_of(*DTYPES),
+    "value_head": one_of(*VALUE_HEADS),
+    "backend": one_of(*(b for b in Backend.backend_list if b != "undefined")),
+    # the text stream hashes the seed as an int64; torch.manual_seed takes up to 2**64 - 1
+    "seed": int_range(0, 2 ** 63 - 1),
+    # sample.py and evaluate.py
+    "num_samples": at_least(1),
+    "max_new_tokens": int_range(1, MAX_NEW_TOKENS),
+    "temperature": at_least(0, integer=False),  # 0: greedy
+    "top_k": at_least(1),
+    "n_per_depth": at_least(1),
 }
 # keys checked by their name's shape: probabilities and loss weights
 PREFIX_RANGES = {"p_": in_range(0, 1)}
@@ -123,10 +149,10 @@ def _rule(key: str, dag_depth_min: int):
 
 
 def check_device(device: str) -> None:
-    """ValueError if device names an accelerator this machine does not have."""
-    if not isinstance(device, str):
-        return
+    """ValueError if device is no device name, or names an accelerator this machine does not have."""
     kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and kind != "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {device!r}")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} needs CUDA, but this machine has none "
@@ -181,7 +207,7 @@ def check_across_keys(config: dict) -> None:
                          f"p_power={config['p_power']}")
 
 
-def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> None:
+def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH, texts: bool = False) -> None:
     """ValueError if the data stream the config describes would not be the data asked for.
 
     Draws `draws_per_depth` expressions (deterministic, from config["seed"]) at each
@@ -190,12 +216,18 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> Non
       tokens, or need more than dag_depth nodes: the stream skips such expressions
       silently, so that depth would be all but missing from training (block_size=4
       with max_expr_depth=3 trains on short expressions only);
+    - with texts=True (train.py's text stream), if any drawn expression, answered in the
+      longest template (the question evaluate.py asks), is longer than block_size: a
+      template adds a known few tokens to every text, so a block that does not hold the
+      drawn texts is too small for the data, not a cap on it;
     - if a drawn expression's target needs an operand coefficient |O| above
       max_coefficient, which the model's coefficient classes -C..C cannot say.
     A sample, not a bound: a depth whose expressions mostly fit passes even if a few
-    are skipped. Skipped unless the config sets dag_depth, block_size and max_coefficient."""
+    are skipped (and the streams pass over the rare text the sample missed). Skipped
+    unless the config sets dag_depth, block_size and max_coefficient."""
     from data.dagset.generate_expression import generate_expression
     from data.dagset.streaming import ExampleMaker, StreamConfig
+    from data.dagset.text_stream import exact_answer, text_lengths
 
     names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
     if not all(k in config for k in ("dag_depth", "block_size", "max_coefficient")):
@@ -210,17 +242,25 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> Non
             text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
                                        cfg.p_unary_minus, cfg.p_parens, cfg.p_power)
             tokens = maker.tokens(text)
-            if len(tokens) > cfg.block_size:
-                too_long, longest = too_long + 1, max(longest, len(tokens))
-                continue
             try:
-                example = maker.targets(text, tokens)
+                example = maker.targets(text, tokens) if len(tokens) <= cfg.block_size else None
             except ValueError:
                 too_deep += 1
+                continue
+            length = len(tokens)
+            if texts and example is not None:
+                length = max(text_lengths(maker, text, exact_answer(text, cfg.dag_depth)))
+            if length > cfg.block_size:
+                too_long, longest = too_long + 1, max(longest, length)
                 continue
             coefficients = abs(example["O"][example["mask"]])
             if coefficients.size and coefficients.max() > max_coefficient:
                 max_coefficient, worst = int(coefficients.max()), text
+        if texts and too_long:
+            raise ValueError(f"block_size={cfg.block_size} is too small for the texts of depth {depth}: {too_long} "
+                             f"of {draws_per_depth} drawn expressions, answered in the longest template, are "
+                             f"longer (up to {longest} tokens); raise block_size to {longest} or more, or lower "
+                             f"max_expr_depth/max_digits")
         if too_long * 2 > draws_per_depth:
             raise ValueError(f"block_size={cfg.block_size} is too small for expressions of depth {depth}: "
                              f"{too_long} of {draws_per_depth} drawn are longer (up to {longest} tokens) and "
@@ -234,14 +274,16 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH) -> Non
                          f"{max_coefficient} that the data needs (e.g. {worst!r})")
 
 
-def validate_config(config: dict, full: bool = True, dag_depth_min: int = 1, data: bool = True) -> None:
+def validate_config(config: dict, full: bool = True, dag_depth_min: int = 1, data: bool = True,
+                    texts: bool = False) -> None:
     """Raise ValueError (one line: the key, its allowed range and the value) for the
     first setting of config that is out of range or does not fit the others.
 
     full=False checks the per-key ranges and the device only; data=False skips the
-    drawn-data checks (check_data_fits); dag_depth_min=0 allows a plain GPT."""
+    drawn-data checks (check_data_fits); texts=True checks the drawn data as train.py's
+    texts; dag_depth_min=0 allows a plain GPT."""
     check_ranges(config, dag_depth_min)
     if full:
         check_across_keys(config)
         if data and config.get("dag_depth", 0) > 0:
-            check_data_fits(config)
+            check_data_fits(config, texts=texts)

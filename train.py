@@ -19,7 +19,7 @@ import time
 import torch
 from torch.distributed import destroy_process_group
 
-from checkpoint import load_checkpoint, one_line
+from checkpoint import check_resumable, load_checkpoint, one_line
 from common import (OPTIMIZER_DEFAULTS, ModelStart, autocast_context, claim_out_dir, fail, optimizer_step, resume_rng,
                     set_lr, save_if_due, setup_process, setup_training, train_batches, start_model, start_wandb,
                     stop_if_non_finite)
@@ -98,7 +98,7 @@ def stream_settings(config: dict) -> dict:
 
 try:
     validate_config(config, full=False, dag_depth_min=0)
-    validate_config(stream_settings(config), full=init_from == "scratch")
+    validate_config(stream_settings(config), full=init_from == "scratch", texts=True)
 except ValueError as e:
     fail(str(e))
 corpus_dir = corpus if not corpus or os.path.isdir(corpus) else os.path.join(os.path.dirname(__file__), "data", corpus)
@@ -120,15 +120,20 @@ def warm_start(path: str) -> ModelStart | None:
         fail(str(e))
     if checkpoint.get("kind", "predictor") != "predictor":
         return None
-    model_args = checkpoint["model_args"] | {"block_size": block_size}
-    model = GPT(GPTConfig(**model_args))
-    state = checkpoint["model"]
-    wpe = model.transformer.wpe.weight.detach().clone()
-    n = min(len(wpe), len(state["transformer.wpe.weight"]))
-    wpe[:n] = state["transformer.wpe.weight"][:n]
+    try:  # the keys a warm start reads; a shape set again must be the predictor's, but for block_size
+        model_args = check_resumable(checkpoint, path, config, overridden, model_keys, (), ("dropout", "block_size"),
+                                     needs=("model", "model_args", "iter_num"), use="start a language model")
+    except ValueError as e:
+        fail(str(e))
     try:
+        model_args |= {"block_size": block_size}
+        model = GPT(GPTConfig(**model_args))
+        state = checkpoint["model"]
+        wpe = model.transformer.wpe.weight.detach().clone()
+        n = min(len(wpe), len(state["transformer.wpe.weight"]))
+        wpe[:n] = state["transformer.wpe.weight"][:n]
         missing, unexpected = model.load_state_dict(state | {"transformer.wpe.weight": wpe}, strict=False)
-    except RuntimeError as e:
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         fail(f"{path!r} does not fit a language model of its shape: {one_line(e)}")
     if unexpected or any(not k.startswith("result_copy.") for k in missing):
         fail(f"{path!r} does not fit a language model of its shape: missing {missing}, unexpected {unexpected}")
@@ -149,7 +154,7 @@ training = setup_training("lm", start, config, proc)
 raw_model = training.raw_model
 try:
     if init_from != "scratch":  # checked again with the settings the start took
-        validate_config(stream_settings(config))
+        validate_config(stream_settings(config), texts=True)
     loss_weights = loss_weights_of(config)
     text_cfg = TextConfig(StreamConfig.from_settings(stream_settings(config)), corpus_dir, corpus_ratio)
     # rows made here first: a template or corpus that does not fit stops the run in one

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from checkpoint import (CHECKSUM_KEY, OutDirError, check_resumable, checkpoint_iters, failed_save_message,
-                        latest_checkpoint, load_checkpoint, prepare_out_dir, prune_checkpoints,
-                        remove_orphan_temp_files, resolve_checkpoint, save_checkpoint, unlock_out_dir)
+from checkpoint import (CHECKSUM_KEY, MODEL_CHECKSUM_KEY, OutDirError, check_resumable, checkpoint_iters,
+                        failed_save_message, latest_checkpoint, load_checkpoint, prepare_out_dir, prune_checkpoints,
+                        remove_orphan_temp_files, resolve_checkpoint, save_checkpoint, state_dict_sha256,
+                        unlock_out_dir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -249,14 +250,27 @@ def test_checksum_saved_verified_and_optional(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert len(raw[CHECKSUM_KEY]) == 64
     assert CHECKSUM_KEY not in load_checkpoint(path)
-    # a changed weight under the old checksum: corrupt
+    # one changed value anywhere under the saved checksum: corrupt
+    for change in (lambda c: c["model"]["weight"].view(-1)[0].add_(1),
+                   lambda c: c["optimizer"]["state"][0]["exp_avg"].view(torch.uint8).view(-1)[3].bitwise_xor_(1),
+                   lambda c: c["config"].update(seed=2)):
+        changed = torch.load(path, weights_only=True)
+        change(changed)
+        torch.save(changed, tmp_path / "changed.pt")
+        with pytest.raises(ValueError, match="is corrupt: its contents do not match") as exc:
+            load_checkpoint(str(tmp_path / "changed.pt"))
+        assert "\n" not in str(exc.value)
+    # an older checkpoint, with a checksum of its model tensors only: verified by it
+    del raw[CHECKSUM_KEY]
+    raw[MODEL_CHECKSUM_KEY] = state_dict_sha256(raw["model"])
+    torch.save(raw, path)
+    assert MODEL_CHECKSUM_KEY not in load_checkpoint(path)
     raw["model"]["weight"][0, 0] += 1
     torch.save(raw, path)
-    with pytest.raises(ValueError, match="corrupt") as exc:
+    with pytest.raises(ValueError, match="is corrupt: its model weights do not match"):
         load_checkpoint(path)
-    assert "\n" not in str(exc.value)
     # a checkpoint from before checksums loads
-    del raw[CHECKSUM_KEY]
+    del raw[MODEL_CHECKSUM_KEY]
     torch.save(raw, path)
     assert torch.equal(load_checkpoint(path)["model"]["weight"], raw["model"]["weight"])
 
@@ -350,3 +364,7 @@ def test_check_resumable(tmp_path):
                         "c.pt", config, [], keys, ())
     with pytest.raises(ValueError, match="its config has no p_power"):
         check_resumable(checkpoint, "c.pt", config, [], keys, ("seed", "p_power"))
+    # another start from a checkpoint (train.py's warm start) reads other keys
+    with pytest.raises(ValueError, match="^'c.pt' cannot start a language model: it has no model_args$"):
+        check_resumable({"model": {}}, "c.pt", config, [], keys, (), needs=("model", "model_args"),
+                        use="start a language model")

@@ -1,9 +1,18 @@
 """Tests for config_checks.validate_config: every ranged key, the checks across keys,
 the device, and the checks on drawn data (block_size, dag_depth, max_coefficient)."""
+import contextlib
+import io
+import os
+import runpy
+import sys
+from unittest import mock
+
 import pytest
 import torch
 
-from config_checks import check_data_fits, validate_config
+from config_checks import NO_RANGE, _rule, check_data_fits, validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # train_predictor.py's defaults, trimmed to what the checks read
 DEFAULTS = dict(
@@ -40,6 +49,10 @@ def test_defaults_pass_with_data_checks():
     ("keep_checkpoints", 0, ">= 1"), ("gradient_accumulation_steps", 0, ">= 1"), ("max_coefficient", 0, ">= 1"),
     ("min_expr_depth", -1, ">= 0"), ("exec_weight", -1.0, ">= 0"), ("out_dir", "", "a non-empty path"),
     ("dtype", "fp8", "one of 'float32', 'bfloat16', 'float16'"),
+    ("value_head", "foo", "one of 'digits', 'copy'"), ("seed", 10 ** 45, "an integer in 0..9223372036854775807"),
+    ("seed", -1, "an integer in 0..9223372036854775807"), ("max_new_tokens", 10 ** 9, "an integer in 1..10000"),
+    ("temperature", float("inf"), ">= 0"), ("top_k", 0, ">= 1"), ("num_samples", 0, ">= 1"),
+    ("n_per_depth", 0, ">= 1"),
 ])
 def test_out_of_range_names_key_range_and_value(key, value, allowed):
     shown = repr(value) if isinstance(value, str) else str(value)
@@ -73,6 +86,38 @@ def test_full_false_checks_only_each_key():
         validate_config(DEFAULTS | {"grad_clip": -1.0}, full=False)
 
 
+def test_every_setting_of_the_scripts_is_checked():
+    """Each setting of train.py and train_predictor.py has a rule here or is checked
+    where it is read, or takes any value of its type (NO_RANGE); a new setting must choose."""
+    for script in ("train.py", "train_predictor.py"):
+        for key in script_settings(os.path.join(ROOT, script)):
+            assert _rule(key, 1) is not None or key in NO_RANGE or key == "device", (script, key)
+    with pytest.raises(ValueError, match="backend must be one of 'gloo', 'nccl'"):
+        validate_config({"backend": "foo"})
+
+
+def script_settings(path: str) -> set[str]:
+    """The config keys of a training script: the dict it hands to validate_config first."""
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def capture(config, *args, **kwargs):
+        seen.update(config)
+        raise Stop
+
+    with mock.patch("config_checks.validate_config", capture), mock.patch.object(sys, "argv", [path]), \
+            contextlib.redirect_stdout(io.StringIO()), pytest.raises(Stop):
+        runpy.run_path(path, run_name="__main__")
+    return set(seen)
+
+
+def test_device_names():
+    assert message(device="foo") == "device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps', got 'foo'"
+    assert message(device="cpu:0") == "device must be 'cpu', 'cuda', 'cuda:<n>' or 'mps', got 'cpu:0'"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda():
     assert "device='cuda:0' needs CUDA" in message(device="cuda:0")
@@ -89,6 +134,18 @@ def test_cuda_device_without_cuda():
 def test_drawn_data_must_fit(changes, text):
     with pytest.raises(ValueError, match=text.replace("(", r"\(")):
         check_data_fits(DEFAULTS | changes, draws_per_depth=16)
+
+
+def test_train_py_texts_must_fit_the_block():
+    """train.py's texts: the longest template (the question evaluate.py asks), answered,
+    must fit block_size for every drawn expression, not only the expression."""
+    texts = DEFAULTS | {"block_size": 24, "depth_power": 2.0}
+    check_data_fits(texts, draws_per_depth=16)  # the expressions alone fit
+    with pytest.raises(ValueError, match=r"^block_size=24 is too small for the texts of depth 2: \d+ of 16 drawn "
+                                         r"expressions, answered in the longest template, are longer \(up to \d+ "
+                                         r"tokens\); raise block_size to \d+ or more"):
+        check_data_fits(texts, draws_per_depth=16, texts=True)
+    check_data_fits(texts | {"block_size": 64}, draws_per_depth=16, texts=True)
 
 
 def test_drawn_data_check_runs_from_validate_config():
