@@ -3,7 +3,12 @@ checkpoint): each expression is asked in the training question format, the answe
 decoded greedily to the end of its line, and it is exact when it equals the canonical
 text of the expression's exact value (models/result_copy.format_answer). For a model
 with DAG heads, the DAG it predicts after the question (where the answer is written)
-is also scored, so one sees whether an error comes from the plan or from the writing."""
+is also scored, so one sees whether an error comes from the plan or from the writing.
+
+A held-out question that, with its answer, is longer than the model's block_size (a
+model trained with a small one) cannot be asked as training asked: it is scored as
+wrong on every rate, so every model is scored on the same set, and the count of such
+questions is printed and kept in the JSON ("unfit")."""
 import dataclasses
 
 import torch
@@ -20,28 +25,34 @@ RATES = ("answer_exact", "dag_exact", "structure", "values")
 
 def stream_config(lm: LoadedLM, seed: int) -> StreamConfig:
     """The expression settings the model was trained on, with the held-out seed."""
-    settings = lm.config | {"dag_depth": lm.model.config.dag_depth or lm.config["max_expr_depth"] + 1,
+    max_expr_depth = lm.config.get("max_expr_depth", StreamConfig.max_expr_depth)
+    settings = lm.config | {"dag_depth": lm.model.config.dag_depth or max_expr_depth + 1,
                             "block_size": lm.model.config.block_size}
     return StreamConfig.from_settings(settings | {"seed": seed})
 
 
-def question_row(rows: TextExampleMaker, expression: str) -> tuple[str, dict]:
+def question_row(rows: TextExampleMaker, expression: str) -> tuple[str, dict | None]:
     """The canonical answer of an expression and its training row in the question
-    format; ValueError saying why for an expression the model cannot be asked."""
+    format, None if the question and its answer are longer than block_size; ValueError
+    saying why for an expression the model cannot be asked."""
     cfg = rows.cfg.expressions
     true = exact_answer(expression, cfg.dag_depth)
     tokens = rows.maker.tokens(expression)
-    row = rows.place(TEMPLATES[0], expression, true, rows.maker.targets(expression, tokens))
-    if row is None:
-        raise ValueError(f"{expression!r} asked as a question and answered is longer than block_size={cfg.block_size}")
-    return true, row
+    if len(tokens) > cfg.block_size:
+        return true, None
+    return true, rows.place(TEMPLATES[0], expression, true, rows.maker.targets(expression, tokens))
 
 
 @torch.no_grad()
-def score(lm: LoadedLM, expression: str, true: str, row: dict) -> dict:
-    """The model's answer to one expression and, with DAG heads, its DAG's final-token metrics."""
+def score(lm: LoadedLM, expression: str, true: str, row: dict | None) -> dict:
+    """The model's answer to one expression and, with DAG heads, its DAG's final-token
+    metrics; every rate 0 for a question that does not fit (row None)."""
+    if row is None:
+        return {"expression": expression, "answer": "", "true": true, "fits": False} | dict.fromkeys(
+            RATES if lm.model.config.dag_depth else RATES[:1], 0.0)
     written = answer(lm.model, expression)
-    record = {"expression": expression, "answer": written, "true": true, "answer_exact": float(written == true)}
+    record = {"expression": expression, "answer": written, "true": true, "fits": True,
+              "answer_exact": float(written == true)}
     if lm.model.config.dag_depth:
         n = len(gpt2_encoding().encode_ordinary(question(expression)))
         batch = {k: torch.from_numpy(v[:n])[None].to(next(lm.model.parameters()).device) for k, v in row.items()}
@@ -55,7 +66,7 @@ def score(lm: LoadedLM, expression: str, true: str, row: dict) -> dict:
 
 
 def summary(records: list[dict]) -> dict:
-    row = {"n": len(records)}
+    row = {"n": len(records), "unfit": sum(not r["fits"] for r in records)}
     for k in RATES:
         if k in records[0]:
             hits = sum(r[k] for r in records)
@@ -86,6 +97,10 @@ def held_out(lm: LoadedLM, seed: int, n_per_depth: int) -> dict:
     print(f"{n_per_depth} validation expressions per depth, seed {seed}, asked as {question('<e>')!r}; "
           f"rates with 95% Wilson intervals")
     table(table_rows)
+    unfit = table_rows["all"]["unfit"]
+    if unfit:
+        print(f"{unfit} of {table_rows['all']['n']} questions, answered, are longer than block_size={cfg.block_size}: "
+              f"scored as wrong")
     return {"by_depth": {d: table_rows[d] for d in by_depth}, "all": table_rows["all"]}
 
 

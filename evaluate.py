@@ -14,17 +14,20 @@ $ python evaluate.py --expr="2.5*3+1"
 Texts are read as the run read them: respaced (`2.5*3+1` as `2.5 * 3 + 1`) if it trained
 with respace=True; --read_as=respaced or --read_as=written chooses.
 The newest checkpoint in out_dir is used unless --ckpt_path names one. Bad input
-stops the run with one line on stderr and exit status 1.
+stops the run with one line on stderr and exit status 1, before anything is evaluated.
 """
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
 
 from checkpoint import latest_checkpoint, load_checkpoint
 from common import fail
+from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
@@ -40,7 +43,7 @@ from answer_eval import from_file, held_out, question_row, text_rows
 # -----------------------------------------------------------------------------
 out_dir = "out-predictor"
 ckpt_path = ""  # a checkpoint file; empty: the newest ckpt_*.pt in out_dir
-device = "cpu"
+device = "cpu"  # 'cpu', 'cuda', 'cuda:0', 'mps'
 seed = 2024  # seed of the held-out set
 n_per_depth = 200  # held-out examples per expression depth
 batch_size = 64
@@ -62,8 +65,15 @@ if expr and json_out:
     fail("--json_out is for the held-out set and --expressions_file, not --expr")
 if read_as not in ("", "respaced", "written"):
     fail(f"read_as must be 'respaced' or 'written' (or empty: as the run read), got {read_as!r}")
-if n_per_depth < 1 or batch_size < 1:
-    fail(f"n_per_depth and batch_size must be >= 1, got {n_per_depth} and {batch_size}")
+try:
+    validate_config({k: globals()[k] for k in ("n_per_depth", "batch_size", "seed", "device")}, full=False)
+except ValueError as e:
+    fail(str(e))
+json_dir = os.path.dirname(os.path.abspath(json_out))  # checked now, not after the evaluation
+if json_out and os.path.isdir(json_out):
+    fail(f"json_out={json_out!r} is a directory: give a file name")
+if json_out and not (os.path.isdir(json_dir) and os.access(json_dir, os.W_OK)):
+    fail(f"cannot write json_out={json_out!r}: {json_dir!r} is not a writable directory")
 
 try:
     ckpt_path = ckpt_path or latest_checkpoint(out_dir)
@@ -86,11 +96,17 @@ def read_expressions(path: str) -> list[tuple[int, str]]:
 
 
 def write_json(result: dict) -> None:
+    """json_out written whole or not at all: a temp file beside it, then renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=".json_out_", dir=json_dir)
     try:
-        with open(json_out, "w") as f:
+        with os.fdopen(fd, "w") as f:
             json.dump({"checkpoint": ckpt_path, "iter_num": checkpoint["iter_num"]} | result, f, indent=2)
+        os.replace(tmp, json_out)
     except OSError as e:
-        fail(f"cannot write json_out: {e}")
+        fail(f"cannot write json_out={json_out!r}: {e.strerror or e}")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 if checkpoint.get("kind") == "lm":  # a train.py language model: exact answers written in text
@@ -98,13 +114,21 @@ if checkpoint.get("kind") == "lm":  # a train.py language model: exact answers w
         lm = lm_of_checkpoint(checkpoint, ckpt_path, device)
     except ValueError as e:
         fail(str(e))
+    try:
+        rows = text_rows(lm)
+    except ValueError as e:
+        fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
     print(f"checkpoint {ckpt_path} (iter {checkpoint['iter_num']}): a train.py language model, {lm.kind}")
     if expr or expressions_file:
         items = [(0, expr)] if expr else read_expressions(expressions_file)
-        rows, checked = text_rows(lm), []
+        checked = []
         for line_number, text in items:  # all checked before any is run
             try:
-                checked.append(question_row(rows, text))
+                true, row = question_row(rows, text)
+                if row is None:
+                    raise ValueError(f"{text!r} asked as a question and answered is longer than "
+                                     f"block_size={lm.model.config.block_size}")
+                checked.append((true, row))
             except ValueError as e:
                 fail(f"{expressions_file}:{line_number}: {e}" if expressions_file else str(e))
         result = from_file(lm, [text for _, text in items], checked)

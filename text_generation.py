@@ -1,13 +1,14 @@
 """Running a train.py language model: loading its checkpoint, reading a text's literals
 as training did, and decoding (sample.py, evaluate.py)."""
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from checkpoint import latest_checkpoint, load_checkpoint, one_line
 from data.dagset.streaming import PAD_TOKEN
-from data.dagset.text_stream import question, row_literals
+from data.dagset.text_stream import GPT2_VOCAB, question, row_literals
 from models.dag_heads import Literals
 from models.dag_model import GPT, GPTConfig
 from models.result_copy import gpt2_encoding
@@ -29,7 +30,8 @@ class LoadedLM:
 
 def load_lm(out_dir: str, ckpt_path: str = "", device: str = "cpu") -> LoadedLM:
     """A train.py checkpoint (the newest in out_dir unless ckpt_path names one), in eval
-    mode; ValueError (one line) for a missing file or another kind of checkpoint."""
+    mode; ValueError (one line) for a missing file, another kind of checkpoint, or one
+    without the keys a train.py checkpoint has."""
     path = ckpt_path or latest_checkpoint(out_dir)
     return lm_of_checkpoint(load_checkpoint(path, map_location=device), path, device)
 
@@ -39,6 +41,10 @@ def lm_of_checkpoint(checkpoint: dict, path: str, device: str) -> LoadedLM:
     if kind != "lm":
         hint = ": evaluate it with evaluate.py, it has no language-model head" if kind == "predictor" else ""
         raise ValueError(f"{path!r} holds a {kind!r} model, not a train.py language model{hint}")
+    missing = [k for k in ("model", "model_args", "iter_num", "config") if k not in checkpoint]
+    if missing or not isinstance(checkpoint["config"], dict):
+        missing = ", ".join(missing) or "config dict"
+        raise ValueError(f"{path!r} is not a whole train.py checkpoint: it has no {missing}")
     try:
         model = GPT(GPTConfig(**checkpoint["model_args"]))
         model.load_state_dict(checkpoint["model"])
@@ -57,25 +63,29 @@ def literals_of(idx: torch.Tensor) -> Literals:
 
 @torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             stop: tuple[int, ...] = ()) -> torch.Tensor:
-    """nanoGPT's generate for either kind of model: idx (1, T) continued by up to
-    max_new_tokens tokens; temperature 0 decodes greedily; stops after a token in stop."""
+             stop: tuple[int, ...] = ()) -> Iterator[int]:
+    """nanoGPT's generate for either kind of model, token by token as they are made:
+    idx (1, T) continued by up to max_new_tokens tokens of GPT-2's vocabulary (never
+    one of the padding ids past it, which the model's 50,304 rows hold but no text
+    has); temperature 0 decodes greedily; stops after a token in stop."""
     for _ in range(max_new_tokens):
         context = idx[:, -model.config.block_size:]
         literals = literals_of(context) if model.config.dag_depth else None
-        logits = model(context, literals=literals).logits[:, -1, :]  # (1, vocab)
+        logits = model(context, literals=literals).logits[:, -1, :GPT2_VOCAB].double()  # (1, vocab)
         if temperature == 0:
             next_token = logits.argmax(-1, keepdim=True)
         else:
-            logits = logits / temperature
+            # from the largest logit down, in float64: any temperature > 0 sends the others
+            # to at most -inf, never to inf - inf (nan); a tiny one samples the most likely
+            logits = (logits - logits.max(-1, keepdim=True).values) / temperature
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")
             next_token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
         idx = torch.cat((idx, next_token), dim=1)
+        yield next_token.item()
         if next_token.item() in stop:
             break
-    return idx
 
 
 def answer(model: GPT, expression: str, max_new_tokens: int = 32) -> str:
@@ -89,4 +99,4 @@ def answer(model: GPT, expression: str, max_new_tokens: int = 32) -> str:
     device = next(model.parameters()).device
     stop = (PAD_TOKEN, *enc.encode_ordinary("\n"), *enc.encode_ordinary("\n\n"))
     out = generate(model, torch.tensor([prompt], device=device), max_new_tokens, temperature=0, stop=stop)
-    return enc.decode(out[0, len(prompt):].tolist()).replace("<|endoftext|>", "").split("\n")[0].strip()
+    return enc.decode(list(out)).replace("<|endoftext|>", "").split("\n")[0].strip()

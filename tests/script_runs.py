@@ -1,8 +1,13 @@
-"""Running the repo's scripts as subprocesses in tests, and checking what they leave."""
+"""Running the repo's scripts in tests (as subprocesses, or in this process when they
+stop early), and checking what they leave."""
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 import signal
+from unittest import mock
 
 import torch
 
@@ -31,6 +36,20 @@ def finish(proc: subprocess.Popen, ok: bool = True) -> subprocess.CompletedProce
     if ok:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def run_in_process(script: str, *args: str) -> subprocess.CompletedProcess:
+    """A script run in this process (runpy), so torch is imported once: for runs that
+    stop before training, or evaluate or sample a tiny model."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    status = 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+            mock.patch.object(sys, "argv", [script, *args]):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            status = e.code
+    return subprocess.CompletedProcess([script, *args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def load(path) -> dict:

@@ -236,6 +236,7 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
     bad_line = tmp / "expressions.txt"
     bad_line.write_text("1 + 1\n2 +* 3\n")
     (tmp / "comments.txt").write_text("# nothing but a comment\n\n")
+    (tmp / "spaces.txt").write_text("1" + " " * 10 ** 6 + "+ 1\n")  # tiktoken alone panics on it
     run_dir = f"--out_dir={out_dir}"
     return {
         "missing checkpoint": ([f"--ckpt_path={tmp / 'nope.pt'}"], "not found", 1),
@@ -251,13 +252,16 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
         "two modes": ([run_dir, "--expr=1", f"--expressions_file={bad_line}"], "not both", 1),
         "config error": ([run_dir, "--n_per_depth=many"], "config error: key 'n_per_depth'", 2),
         "bad read_as": ([run_dir, "--read_as=tidy"], "read_as must be 'respaced' or 'written'", 1),
+        "a million spaces": ([run_dir, f"--expressions_file={tmp / 'spaces.txt'}"],
+                             f"{tmp / 'spaces.txt'}:1: '1 + 1' is 1000002 tokens, more than block_size=32", 1),
+        "json_out a directory": ([run_dir, f"--json_out={tmp}"], f"json_out={str(tmp)!r} is a directory", 1),
     }
 
 
 @pytest.mark.parametrize("case", [
     "missing checkpoint", "missing out_dir", "empty out_dir", "not a checkpoint", "not a training checkpoint",
     "checkpoint of another shape", "checkpoint of another kind", "missing expressions_file", "bad expression line", "no expressions",
-    "two modes", "config error", "bad read_as"])
+    "two modes", "config error", "bad read_as", "a million spaces", "json_out a directory"])
 def test_bad_input(bad_inputs, case):
     args, message, status = bad_inputs[case]
     assert_one_line_error(run(*args), message, status)

@@ -133,15 +133,17 @@ def test_corpus_rows_mix_in_without_dag_targets(tmp_path):
 
 def test_bad_corpus_files_are_value_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(text_stream, "CORPUS_CHUNK", 8)  # every chunk is checked, not only the first
-    tokens = np.array(ENC.encode_ordinary("The cat sat on 3 mats.\n" * 10), dtype=np.uint16)
-    files = {"odd": b"abc", "short": tokens[:8].tobytes(), "past the vocabulary": np.append(tokens, 60000).astype(np.uint16),
-             "int32": tokens.astype(np.int32), "text": ("The cat sat on 3 mats.\n" * 10).encode()}
+    text = "The cat sat on 3 mats.\n" * 10
+    tokens = np.array(ENC.encode_ordinary(text), dtype=np.uint16)
+    files = {"odd": b"abc", "short": tokens[:8], "past the vocabulary": np.append(tokens, 60000).astype(np.uint16),
+             "int32": tokens.astype(np.int32), "text": text.encode()}
     for name, data in files.items():
         (tmp_path / f"{name}.bin").write_bytes(bytes(data))
     for name, message in [("missing", "does not exist"), ("odd", "is not uint16 tokens: 3 bytes"),
                           ("short", "has 8 tokens, fewer than the 9 of one row (block_size + 1)"),
                           ("past the vocabulary", "holds token 60000, past GPT-2's vocabulary of 50257"),
-                          ("int32", f"is {len(tokens)} of {2 * len(tokens)} token 0: int32 or int64 tokens"), ("text", "is UTF-8 text, not tokens")]:
+                          ("int32", f"is {len(tokens)} of {2 * len(tokens)} token 0: int32 or int64 tokens"),
+                          ("text", "is UTF-8 text, not tokens")]:
         with pytest.raises(ValueError, match=re.escape(f"corpus file {str(tmp_path / name) + '.bin'!r} {message}")):
             read_corpus(str(tmp_path / f"{name}.bin"), 9)
     tokens.tofile(tmp_path / "good.bin")
