@@ -2,11 +2,15 @@
 Turn a local text file into a token corpus in nanoGPT's format: data/<name>/train.bin
 and val.bin, GPT-2 BPE tokens as uint16, the text's last val_fraction (cut at a line
 break) for validation. Works offline (tiktoken's gpt2 files from TIKTOKEN_CACHE_DIR).
+An existing data/<name>/ with files in it is never overwritten: the run stops, and the
+files stay. The folder appears whole or not at all: both files are written in a temp
+folder beside it, which is then renamed (a full disk leaves nothing behind).
 
 $ python data/prepare.py --input_file=notes.txt --name=notes
 """
 import os
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -15,6 +19,7 @@ import tiktoken
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 from common import fail  # noqa: E402
 from configurator import apply_config  # noqa: E402
+from data.dagset.streaming import encode  # noqa: E402
 
 # -----------------------------------------------------------------------------
 input_file = ""  # the text file (UTF-8)
@@ -43,16 +48,36 @@ try:
         text = f.read()
 except (OSError, UnicodeDecodeError) as e:
     fail(f"cannot read input_file={input_file!r}: {' '.join(str(e).split())}")
-enc = tiktoken.get_encoding("gpt2")
-assert enc.n_vocab <= 2 ** 16  # every token id fits uint16
-splits = {}
-for split, part in zip(("train", "val"), split_text(text, val_fraction)):
-    splits[split] = np.array(enc.encode_ordinary(part), dtype=np.uint16)
-    if len(splits[split]) < 2:  # a block needs an input and a next token
-        fail(f"the {split} split of {input_file!r} has {len(splits[split])} tokens, fewer than 2: "
-             f"give a longer text or another val_fraction")
 out_dir = os.path.join(data_dir or os.path.dirname(os.path.abspath(__file__)), name)
-os.makedirs(out_dir, exist_ok=True)
+if os.path.lexists(out_dir) and not (os.path.isdir(out_dir) and not os.listdir(out_dir)):  # but an empty folder
+    fail(f"{out_dir!r} already exists and is kept as it is: give another --name, or remove it first")
+parent = os.path.dirname(out_dir)
+if os.path.lexists(parent) and not os.path.isdir(parent):
+    fail(f"cannot write {out_dir!r}: {parent!r} is not a directory")
+tmp_dir = os.path.join(parent, f".{name}.tmp{os.getpid()}")
+try:  # made before the text is encoded, so an out_dir that cannot be written stops the run now
+    os.makedirs(parent, exist_ok=True)
+    os.mkdir(tmp_dir)
+except OSError as e:
+    fail(f"cannot write {out_dir!r}: {e.strerror or e}")
+try:
+    enc = tiktoken.get_encoding("gpt2")
+    assert enc.n_vocab <= 2 ** 16  # every token id fits uint16
+    splits = {}
+    for split, part in zip(("train", "val"), split_text(text, val_fraction)):
+        splits[split] = np.array(encode(enc, part), dtype=np.uint16)
+        if len(splits[split]) < 2:  # a block needs an input and a next token
+            fail(f"the {split} split of {input_file!r} has {len(splits[split])} tokens, fewer than 2: "
+                 f"give a longer text or another val_fraction")
+    for split, tokens in splits.items():
+        with open(os.path.join(tmp_dir, f"{split}.bin"), "wb") as f:
+            f.write(tokens.tobytes())
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename
+    os.replace(tmp_dir, out_dir)
+except OSError as e:
+    fail(f"cannot write {out_dir!r}: {e.strerror or e}; nothing was written")
+finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)  # gone after the rename
 for split, tokens in splits.items():
-    tokens.tofile(os.path.join(out_dir, f"{split}.bin"))
     print(f"{split}: {len(tokens):,} tokens -> {os.path.join(out_dir, split + '.bin')}")
