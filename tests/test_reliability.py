@@ -212,10 +212,10 @@ def test_train_refuses_a_bad_start_or_corpus_before_training(base, tmp_path):
         assert files(tmp_path / str(i)) == [".lock"]  # nothing trained or saved
 
 
-def lm_checkpoint(out_dir, block_size: int = 64, **drop) -> str:
-    """An untrained train.py checkpoint of a tiny DAG model (dag_depth 3, depths 0..2)."""
+def lm_checkpoint(out_dir, block_size: int = 64, dag_depth: int = 3, **drop) -> str:
+    """An untrained train.py checkpoint of a tiny model (expression depths 0..2)."""
     torch.manual_seed(0)
-    args = dict(block_size=block_size, vocab_size=50304, n_layer=1, n_head=2, n_embd=32, dag_depth=3,
+    args = dict(block_size=block_size, vocab_size=50304, n_layer=1, n_head=2, n_embd=32, dag_depth=dag_depth,
                 value_head="copy")
     checkpoint = {"kind": "lm", "model": GPT(GPTConfig(**args)).state_dict(), "model_args": args, "iter_num": 1,
                   "config": {"max_expr_depth": 2, "seed": 1337}}
@@ -231,15 +231,15 @@ def test_lm_checkpoints_without_iter_num_or_config_are_one_line(tmp_path):
 
 
 def test_evaluate_scores_held_out_questions_longer_than_the_block_as_wrong(tmp_path):
-    """A model trained with block_size=27 cannot be asked every held-out question (asked
+    """A model trained with block_size=24 cannot be asked every held-out question (asked
     and answered, some are longer): they count, as wrong, and are reported."""
-    path = lm_checkpoint(tmp_path, block_size=27)
-    result = run_in_process(EVALUATE, f"--ckpt_path={path}", "--n_per_depth=4", f"--json_out={tmp_path / 'e.json'}")
+    path = lm_checkpoint(tmp_path, block_size=24, dag_depth=0)  # a plain GPT: quicker to answer
+    result = run_in_process(EVALUATE, f"--ckpt_path={path}", "--n_per_depth=2", f"--json_out={tmp_path / 'e.json'}")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     every = json.loads((tmp_path / "e.json").read_text())["all"]
-    assert every["n"] == 12 and 0 < every["unfit"] < 12
-    assert every["answer_exact"] <= (12 - every["unfit"]) / 12
-    assert f"{every['unfit']} of 12 questions, answered, are longer than block_size=27: scored as wrong" \
+    assert every["n"] == 6 and 0 < every["unfit"] < 6
+    assert every["answer_exact"] <= (6 - every["unfit"]) / 6
+    assert f"{every['unfit']} of 6 questions, answered, are longer than block_size=24: scored as wrong" \
         in result.stdout
 
 
