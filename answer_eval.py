@@ -1,7 +1,7 @@
 """Exact-answer evaluation of a train.py language model (evaluate.py runs it for an 'lm'
 checkpoint): each expression is asked in the training question format, the answer is
 decoded greedily to the end of its line, and it is exact when it equals the canonical
-text of the expression's exact value (models/result_copy.format_answer). For a model
+text of the expression's exact value (data/dagset/text_format.format_answer). For a model
 with DAG heads, the DAG it predicts after the question (where the answer is written)
 is also scored, so one sees whether an error comes from the plan or from the writing.
 
@@ -10,20 +10,31 @@ model trained with a small one) cannot be asked as training asked: it is scored 
 wrong on every rate, so every model is scored on the same set, and the count of such
 questions is printed and kept in the JSON ("unfit")."""
 import dataclasses
+import math
 
 import torch
 
+from data.dagset.batch import collate
 from data.dagset.streaming import ExampleMaker, StreamConfig, draw_example
 from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, exact_answer, question
+from data.dagset.text_format import encode
+from kinds import Loaded
 from models.dag_heads import Literals
-from models.result_copy import gpt2_encoding
-from predictor_utils import final_token_metrics, wilson_interval
-from text_generation import LoadedLM, answer
+from predictor_utils import final_token_metrics
+from text_generation import answer
 
 RATES = ("answer_exact", "dag_exact", "structure", "values")
 
 
-def stream_config(lm: LoadedLM, seed: int) -> StreamConfig:
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a rate successes / n (n >= 1)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def stream_config(lm: Loaded, seed: int) -> StreamConfig:
     """The expression settings the model was trained on, with the held-out seed."""
     max_expr_depth = lm.config.get("max_expr_depth", StreamConfig.max_expr_depth)
     settings = lm.config | {"dag_depth": lm.model.config.dag_depth or max_expr_depth + 1,
@@ -44,7 +55,7 @@ def question_row(rows: TextExampleMaker, expression: str) -> tuple[str, dict | N
 
 
 @torch.no_grad()
-def score(lm: LoadedLM, expression: str, true: str, row: dict | None) -> dict:
+def score(lm: Loaded, expression: str, true: str, row: dict | None) -> dict:
     """The model's answer to one expression and, with DAG heads, its DAG's final-token
     metrics; every rate 0 for a question that does not fit (row None)."""
     if row is None:
@@ -54,11 +65,11 @@ def score(lm: LoadedLM, expression: str, true: str, row: dict | None) -> dict:
     record = {"expression": expression, "answer": written, "true": true, "fits": True,
               "answer_exact": float(written == true)}
     if lm.model.config.dag_depth:
-        n = len(gpt2_encoding().encode_ordinary(question(expression)))
-        batch = {k: torch.from_numpy(v[:n])[None].to(next(lm.model.parameters()).device) for k, v in row.items()}
-        batch["mask"] = torch.zeros_like(batch["mask"])
-        batch["mask"][0, n - 1] = True  # the position after which the answer is written
-        pred = lm.model.predict_dag(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
+        n = len(encode(question(expression)))
+        batch = collate([row]).map(lambda t: t[:, :n]).to(next(lm.model.parameters()).device)
+        batch.mask = torch.zeros_like(batch.mask)
+        batch.mask[0, n - 1] = True  # the position after which the answer is written
+        pred = lm.model.predict_dag(batch.idx, Literals.from_batch(batch), at=batch.mask)
         metrics = final_token_metrics(pred, batch, lm.model.execute(*pred.hard()))
         record |= {"dag_exact": metrics["exact"].item(), "structure": metrics["structure"].item(),
                    "values": metrics["values"].item()}
@@ -83,7 +94,7 @@ def table(rows: dict[str, dict]) -> None:
               + " ".join(f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]".rjust(21) for k in names))
 
 
-def held_out(lm: LoadedLM, seed: int, n_per_depth: int) -> dict:
+def held_out(lm: Loaded, seed: int, n_per_depth: int) -> dict:
     """Examples 0 .. n_per_depth-1 of the validation split at each trained depth."""
     cfg = stream_config(lm, seed)
     rows = TextExampleMaker(TextConfig(cfg))
@@ -104,12 +115,12 @@ def held_out(lm: LoadedLM, seed: int, n_per_depth: int) -> dict:
     return {"by_depth": {d: table_rows[d] for d in by_depth}, "all": table_rows["all"]}
 
 
-def text_rows(lm: LoadedLM) -> TextExampleMaker:
+def text_rows(lm: Loaded) -> TextExampleMaker:
     """The rows a model was trained on (for question_row)."""
     return TextExampleMaker(TextConfig(stream_config(lm, 0)))
 
 
-def from_file(lm: LoadedLM, expressions: list[str], checked: list[tuple[str, dict]]) -> dict:
+def from_file(lm: Loaded, expressions: list[str], checked: list[tuple[str, dict]]) -> dict:
     records = [score(lm, e, *c) for e, c in zip(expressions, checked)]
     width = max(len("expression"), *(len(r["expression"]) for r in records))
     print(f"{'expression':<{width}} {'answer':>22} {'true':>22} exact")

@@ -61,7 +61,7 @@ def data_rate(cfg: StreamConfig) -> float:
     make_batch(maker, "train", 0, data_batch_size)  # warm up caches and tiktoken
     n, b, t0 = 0, 1, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        n += len(make_batch(maker, "train", b, data_batch_size)["idx"])
+        n += len(make_batch(maker, "train", b, data_batch_size).idx)
         b += 1
     return n / (time.perf_counter() - t0)
 
@@ -74,7 +74,7 @@ def data_rate_workers(cfg: StreamConfig, n_workers: int) -> float:
         next(loader)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        n += len(next(loader)["idx"])
+        n += len(next(loader).idx)
     return n / (time.perf_counter() - t0)
 
 

@@ -33,6 +33,8 @@ import tempfile
 
 import torch
 
+from errors import one_line
+
 _CKPT_NAME = re.compile(r"ckpt_(\d{8,})\.pt")
 _TEMP_PREFIX, _TEMP_SUFFIX = ".ckpt_", ".tmp"
 CHECKSUM_KEY = "sha256"
@@ -46,11 +48,6 @@ class OutDirError(Exception):
 
 def checkpoint_name(iter_num: int) -> str:
     return f"ckpt_{iter_num:08d}.pt"
-
-
-def one_line(text) -> str:
-    """A message on one line (library errors, such as state dict mismatches, span several)."""
-    return " ".join(str(text).split())
 
 
 # ----------------------------------------------------------------------------- weights

@@ -1,23 +1,21 @@
-"""Run plumbing shared by the training scripts, so each script's training loop is all
-that is its own: one-line errors, DDP and autocast setup, starting a model (from
-scratch, a checkpoint or GPT-2), checkpoints with their RNG states, the non-finite-loss
-stop, wandb, and timing the parts of a step."""
-import json
+"""Run plumbing shared by the training scripts: DDP and autocast setup, the started
+model on its device with its optimizer, the learning-rate schedule and optimizer step,
+the training batches, checkpoints with their RNG states, the non-finite-loss stop, and
+wandb. The loop that uses them is train_loop.py; where a model starts is kinds.py."""
+import math
 import os
-import sys
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Iterator, NoReturn
+from typing import Iterator
 
 import torch
 from torch.distributed import init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from checkpoint import (OutDirError, check_resumable, checkpoint_iters, failed_save_message, latest_checkpoint, load_checkpoint,
-                        one_line, prepare_out_dir, prune_checkpoints, resolve_checkpoint, save_checkpoint)
-from predictor_utils import first_non_finite, get_lr
+from checkpoint import (OutDirError, checkpoint_iters, failed_save_message, latest_checkpoint, prepare_out_dir,
+                        prune_checkpoints, save_checkpoint)
+from errors import fail, one_line
 
 
 # the training scripts' AdamW and schedule defaults (nanoGPT's, with beta2 0.99 for small
@@ -25,12 +23,6 @@ from predictor_utils import first_non_finite, get_lr
 # learning_rate to min_lr after warmup_iters linear steps)
 OPTIMIZER_DEFAULTS = {"weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "decay_lr": True,
                       "warmup_iters": 50, "min_lr": 1e-4}
-
-
-def fail(message: str) -> NoReturn:
-    """Stop the run: one line on stderr (also for library messages that span several), exit 1."""
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
-    sys.exit(1)
 
 
 @dataclass
@@ -89,67 +81,10 @@ class ModelStart:
 
     model: torch.nn.Module
     model_args: dict
-    iter_num: int
-    best_val_loss: float
-    checkpoint: dict | None
-    ckpt_path: str | None
-
-
-def start_model(kind: str, model_cls, config_cls, config: dict, overridden, model_keys: tuple, data_keys: tuple,
-                head_keys: tuple, device: str) -> ModelStart:
-    """The model a run starts from, by config["init_from"]: 'scratch'; 'resume' /
-    'latest' / a .pt path (a checkpoint of this kind: its shape, and its data settings
-    unless the run sets them again); or a GPT-2 name or directory (its backbone, the
-    config's head_keys). config takes the settings that the start decides (shape, and a
-    resume's data settings), in place. Every failure is one line and exit 1."""
-    init_from, out_dir = config["init_from"], config["out_dir"]
-    if init_from == "scratch":
-        model_args = {k: config[k] for k in model_keys} | {"vocab_size": 50304}
-        return ModelStart(model_cls(config_cls(**model_args)), model_args, 0, 1e9, None, None)
-    if init_from in ("resume", "latest") or init_from.endswith(".pt"):
-        try:
-            ckpt_path = resolve_checkpoint(init_from, out_dir)
-            checkpoint = load_checkpoint(ckpt_path, map_location=device)
-        except (FileNotFoundError, ValueError) as e:
-            fail(str(e))
-        if checkpoint.get("kind", "predictor") != kind:  # checkpoints before 'kind' are all predictors
-            fail(f"{ckpt_path!r} holds a {checkpoint.get('kind', 'predictor')!r} model, not a {kind!r} one: "
-                 f"resume it with its own training script")
-        print(f"resuming from {ckpt_path}")
-        try:  # keys a resume reads; a shape set again must be the checkpoint's
-            model_args = check_resumable(checkpoint, ckpt_path, config, overridden, model_keys, data_keys)
-        except ValueError as e:
-            fail(str(e))
-        # the data settings follow the checkpoint too, so the run goes on with the
-        # stream it had, unless the command line or config file sets them again
-        for k in data_keys:
-            if k in overridden and config[k] != checkpoint["config"].get(k):
-                print(f"note: {k}={config[k]!r} replaces the checkpoint's {checkpoint['config'].get(k)!r}")
-            elif k not in overridden:
-                config[k] = checkpoint["config"].get(k, config[k])
-        try:
-            model = model_cls(config_cls(**model_args))
-            model.load_state_dict(checkpoint["model"])
-        except (TypeError, ValueError, RuntimeError) as e:
-            fail(f"{ckpt_path!r} does not fit the model its model_args describe: {one_line(e)}")
-        start = ModelStart(model, model_args, checkpoint["iter_num"], checkpoint["best_val_loss"], checkpoint,
-                           ckpt_path)
-    else:
-        try:
-            model = model_cls.from_pretrained(init_from, {k: config[k] for k in head_keys})
-        except (ValueError, OSError) as e:
-            fail(f"init_from={init_from!r}: {e}")
-        block_size = config["block_size"]
-        if block_size > model.config.block_size:
-            fail(f"block_size={block_size} exceeds the {model.config.block_size} positions of {init_from!r}")
-        if block_size < model.config.block_size:
-            model.transformer.crop_block_size(block_size)
-        model_args = {k: getattr(model.config, k) for k in model_keys} | {"vocab_size": model.config.vocab_size}
-        start = ModelStart(model, model_args, 0, 1e9, None, None)
-    # a checkpoint or GPT-2 decides the model's shape: the data and the saved config follow it
-    for k in model_keys:
-        config[k] = getattr(start.model.config, k)
-    return start
+    iter_num: int = 0
+    best_val_loss: float = 1e9
+    checkpoint: dict | None = None
+    ckpt_path: str | None = None
 
 
 @dataclass
@@ -163,6 +98,7 @@ class Training:
     raw_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    iter_num: int  # where the run starts
     resumed_at: int | None
     kind: str
     model_args: dict
@@ -186,13 +122,17 @@ def setup_training(kind: str, start: ModelStart, config: dict, proc: Process) ->
                                                              proc.device_type == "cuda"))
     optimizer = model.configure_optimizers(config["weight_decay"], config["learning_rate"],
                                            (config["beta1"], config["beta2"]), proc.device_type)
-    resume_optimizer(optimizer, start)
+    if start.checkpoint is not None:
+        try:
+            optimizer.load_state_dict(start.checkpoint["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            fail(f"the optimizer state of {start.ckpt_path!r} does not fit its model: {one_line(e)}")
     raw_model = model
     if config["compile"]:
         model = torch.compile(model)
     if proc.ddp:
         model = DDP(model, device_ids=[proc.local_rank] if proc.device_type == "cuda" else None)
-    return Training(model, raw_model, optimizer, scaler, iter_num if start.checkpoint is not None else None, kind,
+    return Training(model, raw_model, optimizer, scaler, iter_num, iter_num if start.checkpoint is not None else None, kind,
                     start.model_args, config, proc.device, start.best_val_loss)
 
 
@@ -207,8 +147,17 @@ def save_if_due(training: Training, val: dict[str, float], iter_num: int, final:
     improved = val["total"] < training.best_val_loss
     training.best_val_loss = min(training.best_val_loss, val["total"])
     if iter_num > 0 and (improved or training.config["always_save_checkpoint"] or final):
-        save_run(training.kind, training.raw_model, training.optimizer, training.model_args, iter_num,
-                 training.best_val_loss, training.config, training.device, training.config["keep_checkpoints"])
+        save_run(training, iter_num)
+
+
+def get_lr(it: int, learning_rate: float, warmup_iters: int, lr_decay_iters: int, min_lr: float) -> float:
+    """nanoGPT's schedule: linear warmup, cosine decay to min_lr, then constant."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
 def set_lr(training: Training, iter_num: int) -> float:
@@ -247,14 +196,6 @@ def train_batches(stream_cls, stream_cfg, config: dict, iter_num: int, proc: Pro
                            pin_memory=proc.device_type == "cuda"))
 
 
-def resume_optimizer(optimizer: torch.optim.Optimizer, start: ModelStart) -> None:
-    if start.checkpoint is not None:
-        try:
-            optimizer.load_state_dict(start.checkpoint["optimizer"])
-        except (KeyError, ValueError, RuntimeError) as e:
-            fail(f"the optimizer state of {start.ckpt_path!r} does not fit its model: {one_line(e)}")
-
-
 def resume_rng(start: ModelStart, device: str) -> None:
     """The RNG states a checkpoint saved (dropout continues where it was)."""
     if start.checkpoint is not None:
@@ -263,35 +204,34 @@ def resume_rng(start: ModelStart, device: str) -> None:
             torch.cuda.set_rng_state(start.checkpoint["cuda_rng_state"][0], device)
 
 
-def save_run(kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_args: dict,
-             iter_num: int, best_val_loss: float, config: dict, device: str, keep: int) -> None:
-    """Checkpoint config["out_dir"]/ckpt_<iter_num>.pt with nanoGPT's keys, the RNG
-    states and the kind of model it holds ('predictor', 'lm'), then keep the newest `keep`.
+def save_run(training: Training, iter_num: int) -> None:
+    """Checkpoint out_dir/ckpt_<iter_num>.pt with nanoGPT's keys, the RNG states and the
+    kind of model it holds ('predictor', 'lm'), then keep the newest keep_checkpoints.
     A failed save stops the run in one line; the last good checkpoint stays."""
     ckpt = {
-        "kind": kind,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "model_args": model_args,
+        "kind": training.kind,
+        "model": training.raw_model.state_dict(),
+        "optimizer": training.optimizer.state_dict(),
+        "model_args": training.model_args,
         "iter_num": iter_num,
-        "best_val_loss": best_val_loss,
-        "config": config,
+        "best_val_loss": training.best_val_loss,
+        "config": training.config,
         "rng_state": torch.get_rng_state(),
-        "cuda_rng_state": torch.cuda.get_rng_state_all() if "cuda" in device else None,
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if "cuda" in training.device else None,
     }
-    out_dir = config["out_dir"]
+    out_dir = training.config["out_dir"]
     try:
         path = save_checkpoint(ckpt, out_dir, iter_num)
     except (OSError, ValueError) as e:  # disk full, non-finite weights
         fail(failed_save_message(e, out_dir, iter_num))
     print(f"saved {path}")
-    prune_checkpoints(out_dir, keep)
+    prune_checkpoints(out_dir, training.config["keep_checkpoints"])
 
 
 def stop_if_non_finite(kind: str, losses: dict, iter_num: int, out_dir: str) -> None:
     """Stop before anything is saved if a loss component is NaN or infinite."""
     losses = {k: torch.as_tensor(v).detach() for k, v in losses.items()}  # val losses are floats
-    bad = first_non_finite(losses)
+    bad = next((name for name, value in losses.items() if not torch.isfinite(value).item()), None)
     if bad is None:
         return
     try:
@@ -315,44 +255,3 @@ def start_wandb(project: str, name: str, config: dict):
         print(f"wandb unavailable ({type(e).__name__}: {e}); continuing without it")
         return None
     return wandb
-
-
-class StepTimer:
-    """Wall time of each part of a training step, summed since the last reset: mark(part)
-    adds the time since the previous mark to that part. With sync=True it waits for the
-    GPU before each reading, so a part's time is its own rather than the time to queue
-    it (and the run is slower); on a CPU every part has finished when mark() is called."""
-
-    def __init__(self, sync: bool = False):
-        self.sync = sync and torch.cuda.is_available()
-        self.reset()
-
-    def reset(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.steps = 0
-        self.skip()
-
-    def skip(self) -> None:
-        """Start the next part now: the time since the previous mark counts nowhere."""
-        if self.sync:
-            torch.cuda.synchronize()
-        self.last = time.perf_counter()
-
-    def mark(self, part: str) -> None:
-        if self.sync:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self.seconds[part] = self.seconds.get(part, 0.0) + now - self.last
-        self.last = now
-
-    def step_done(self) -> None:
-        self.steps += 1
-
-    def ms_per_step(self) -> dict[str, float]:
-        """Each part's mean milliseconds per step, and their total."""
-        parts = {k: 1000.0 * v / max(1, self.steps) for k, v in self.seconds.items()}
-        return parts | {"total": sum(parts.values())}
-
-    def write_json(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump({"steps": self.steps, "ms_per_step": self.ms_per_step()}, f, indent=2)

@@ -40,10 +40,10 @@ DEVICES = ("cpu", "cuda", "mps")  # 'cuda:<n>' names one GPU
 MAX_NEW_TOKENS = 10_000
 # settings of the training scripts with no range here: any value of the default's type
 # (which configurator.py enforces) is valid, or the code that reads them checks them
-# before training, in one line (init_from: common.start_model; corpus: the text stream)
+# before training, in one line (init_from: kinds.start_model; corpus: the text stream)
 NO_RANGE = {"wandb_log", "wandb_project", "wandb_run_name", "eval_only", "always_save_checkpoint",
                       "init_from", "corpus", "literal_embedding", "literal_states", "step_states", "bias",
-                      "respace", "decay_lr", "compile", "time_parts"}
+                      "respace", "decay_lr", "compile", "time_parts", "log_json"}
 
 
 def _number(value) -> bool:
@@ -211,7 +211,8 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH, texts:
     """ValueError if the data stream the config describes would not be the data asked for.
 
     Draws `draws_per_depth` expressions (deterministic, from config["seed"]) at each
-    depth min_expr_depth..max_expr_depth as the stream draws them, and fails
+    depth min_expr_depth..max_expr_depth as the stream draws them (streaming.candidate:
+    with the forms people write and, with respace, respaced), and fails
     - if most (more than half) of one depth's expressions are longer than block_size
       tokens, or need more than dag_depth nodes: the stream skips such expressions
       silently, so that depth would be all but missing from training (block_size=4
@@ -225,22 +226,20 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH, texts:
     A sample, not a bound: a depth whose expressions mostly fit passes even if a few
     are skipped (and the streams pass over the rare text the sample missed). Skipped
     unless the config sets dag_depth, block_size and max_coefficient."""
-    from data.dagset.generate_expression import generate_expression
-    from data.dagset.streaming import ExampleMaker, StreamConfig
+    from data.dagset.streaming import ExampleMaker, StreamConfig, candidate
     from data.dagset.text_stream import exact_answer, text_lengths
 
     names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
     if not all(k in config for k in ("dag_depth", "block_size", "max_coefficient")):
         return
     cfg = StreamConfig.from_settings({k: config[k] for k in names if k in config})  # defaults for the rest
-    maker = ExampleMaker(cfg)
     max_coefficient, worst = 0, None
     for depth in range(cfg.min_expr_depth, cfg.max_expr_depth + 1):
+        # the stream's own draws (its seeds, forms and respacing), at one depth
+        maker = ExampleMaker(dataclasses.replace(cfg, min_expr_depth=depth, max_expr_depth=depth))
         too_long, too_deep, longest = 0, 0, 0
         for i in range(draws_per_depth):
-            seed = ((cfg.seed * 1_000_003 + i) * 1_009 + depth) * 7_919
-            text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
-                                       cfg.p_unary_minus, cfg.p_parens, cfg.p_power)
+            text, _ = candidate(maker, i, 0)
             tokens = maker.tokens(text)
             try:
                 example = maker.targets(text, tokens) if len(tokens) <= cfg.block_size else None

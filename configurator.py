@@ -10,14 +10,13 @@ a typo stops the run with one line on stderr instead of being ignored.
 """
 import ast
 import os
-import sys
 import types
-from typing import NoReturn
+
+from errors import fail
 
 
-def _fail(message: str) -> NoReturn:
-    print(f"config error: {message}", file=sys.stderr)
-    sys.exit(2)
+def _fail(message: str):
+    fail(message, prefix="config error", status=2)
 
 
 def _fits(value, default) -> bool:
@@ -56,8 +55,7 @@ def read_config_file(path: str) -> dict:
         with open(path) as f:
             exec(compile(f.read(), path, "exec"), namespace)
     except Exception as e:
-        message = " ".join(str(e).split())
-        _fail(f"config file {path!r} failed: {type(e).__name__}: {message}")
+        _fail(f"config file {path!r} failed: {type(e).__name__}: {e}")
     return {name: value for name, value in namespace.items()
             if not name.startswith("_") and not isinstance(value, types.ModuleType)}
 

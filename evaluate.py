@@ -25,20 +25,18 @@ import tempfile
 import numpy as np
 import torch
 
-from checkpoint import latest_checkpoint, load_checkpoint
-from common import fail
+from answer_eval import from_file, held_out, question_row, text_rows, wilson_interval
 from config_checks import validate_config
 from configurator import apply_config
+from data.dagset.batch import collate
 from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
-from data.dagset.streaming import FORM_KEYS, ExampleMaker, StreamConfig, make_batch, trim_batch
+from data.dagset.streaming import FORM_KEYS, ExampleMaker, StreamConfig, make_batch
+from errors import fail
+from kinds import load_model
 from models.dag_heads import Literals
-from models.dag_model import GPTConfig
-from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import final_token_metrics, relative_error, wilson_interval
-from text_generation import lm_of_checkpoint
-from answer_eval import from_file, held_out, question_row, text_rows
+from predictor_utils import final_token_metrics, relative_error
 
 # -----------------------------------------------------------------------------
 out_dir = "out-predictor"
@@ -76,10 +74,10 @@ if json_out and not (os.path.isdir(json_dir) and os.access(json_dir, os.W_OK)):
     fail(f"cannot write json_out={json_out!r}: {json_dir!r} is not a writable directory")
 
 try:
-    ckpt_path = ckpt_path or latest_checkpoint(out_dir)
-    checkpoint = load_checkpoint(ckpt_path, map_location=device)
+    loaded = load_model(out_dir, ckpt_path, device)
 except (FileNotFoundError, ValueError) as e:
     fail(str(e))
+model, ckpt_path = loaded.model, loaded.path
 
 
 def read_expressions(path: str) -> list[tuple[int, str]]:
@@ -100,7 +98,7 @@ def write_json(result: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".json_out_", dir=json_dir)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump({"checkpoint": ckpt_path, "iter_num": checkpoint["iter_num"]} | result, f, indent=2)
+            json.dump({"checkpoint": ckpt_path, "iter_num": loaded.iter_num} | result, f, indent=2)
         os.replace(tmp, json_out)
     except OSError as e:
         fail(f"cannot write json_out={json_out!r}: {e.strerror or e}")
@@ -109,59 +107,43 @@ def write_json(result: dict) -> None:
             os.remove(tmp)
 
 
-if checkpoint.get("kind") == "lm":  # a train.py language model: exact answers written in text
+def evaluate_lm() -> dict:
+    """A train.py language model: exact answers written in text (answer_eval.py)."""
     try:
-        lm = lm_of_checkpoint(checkpoint, ckpt_path, device)
-    except ValueError as e:
-        fail(str(e))
-    try:
-        rows = text_rows(lm)
+        rows = text_rows(loaded)
     except ValueError as e:
         fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
-    print(f"checkpoint {ckpt_path} (iter {checkpoint['iter_num']}): a train.py language model, {lm.kind}")
-    if expr or expressions_file:
-        items = [(0, expr)] if expr else read_expressions(expressions_file)
-        checked = []
-        for line_number, text in items:  # all checked before any is run
-            try:
-                true, row = question_row(rows, text)
-                if row is None:
-                    raise ValueError(f"{text!r} asked as a question and answered is longer than "
-                                     f"block_size={lm.model.config.block_size}")
-                checked.append((true, row))
-            except ValueError as e:
-                fail(f"{expressions_file}:{line_number}: {e}" if expressions_file else str(e))
-        result = from_file(lm, [text for _, text in items], checked)
-    else:
-        result = held_out(lm, seed, n_per_depth)
-    if json_out:
-        write_json(result)
-    sys.exit(0)
-missing = [k for k in ("model", "model_args", "config", "iter_num") if k not in checkpoint]
-if missing:
-    fail(f"{ckpt_path!r} is not a train_predictor.py checkpoint: it has no {', '.join(missing)}")
-if checkpoint.get("kind", "predictor") != "predictor":  # checkpoints before 'kind' are all predictors
-    fail(f"{ckpt_path!r} holds a {checkpoint['kind']!r} model, not a train_predictor.py one")
-try:
-    model = PredictorOnlyModel(GPTConfig(**checkpoint["model_args"]))
-    model.load_state_dict(checkpoint["model"])
-except (TypeError, ValueError, RuntimeError) as e:
-    fail(f"{ckpt_path!r} does not fit the model its model_args describe: {e}")
-model.to(device)
-model.eval()
-# The held-out set is drawn like the training data, but in the generator's tidy forms
-# for every checkpoint (the forms people write, which some runs train on, are the
-# human-written file's), read as the run read (respaced or not). The model's shape wins
-# over the recorded config: train_predictor.py records the config before a resumed run
-# takes its shape (dag_depth, block_size, max_digits, ...) from the checkpoint it resumes.
-settings = checkpoint["config"] | checkpoint["model_args"]
-tidy = dict.fromkeys(FORM_KEYS, 0.0)
-try:
-    respaced = read_as == "respaced" if read_as else settings.get("respace", False)
-    stream_cfg = StreamConfig.from_settings(settings | tidy | {"seed": seed, "respace": respaced})
-except ValueError as e:
-    fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
-maker = ExampleMaker(stream_cfg)
+    print(f"checkpoint {ckpt_path} (iter {loaded.iter_num}): a train.py language model, {loaded.description}")
+    if not (expr or expressions_file):
+        return held_out(loaded, seed, n_per_depth)
+    items = [(0, expr)] if expr else read_expressions(expressions_file)
+    checked = []
+    for line_number, text in items:  # all checked before any is run
+        try:
+            true, row = question_row(rows, text)
+            if row is None:
+                raise ValueError(f"{text!r} asked as a question and answered is longer than "
+                                 f"block_size={model.config.block_size}")
+            checked.append((true, row))
+        except ValueError as e:
+            fail(f"{expressions_file}:{line_number}: {e}" if expressions_file else str(e))
+    return from_file(loaded, [text for _, text in items], checked)
+
+
+def predictor_maker() -> ExampleMaker:
+    """The held-out set is drawn like the training data, but in the generator's tidy
+    forms for every checkpoint (the forms people write, which some runs train on, are
+    the human-written file's), read as the run read (respaced or not). The model's shape
+    wins over the recorded config: train_predictor.py records the config before a
+    resumed run takes its shape (dag_depth, block_size, max_digits, ...) from the
+    checkpoint it resumes."""
+    settings = loaded.config | loaded.model_args
+    tidy = dict.fromkeys(FORM_KEYS, 0.0)
+    try:
+        respaced = read_as == "respaced" if read_as else settings.get("respace", False)
+        return ExampleMaker(StreamConfig.from_settings(settings | tidy | {"seed": seed, "respace": respaced}))
+    except ValueError as e:
+        fail(f"the config in {ckpt_path!r} does not make a data stream: {e}")
 
 
 # per-example yes/no metrics, reported with a 95% interval; the others are per-element fractions
@@ -196,9 +178,9 @@ def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
     parts = []
     for b in range(-(-n_per_depth // batch_size)):
         # the last batch is cut at n_per_depth, so batch_size does not change the set
-        batch = {k: v[: n_per_depth - b * batch_size].to(device)
-                 for k, v in trim_batch(make_batch(depth_maker, "val", b, batch_size)).items()}
-        pred = model(batch["idx"], Literals.from_batch(batch), at=batch["mask"])
+        batch = make_batch(depth_maker, "val", b, batch_size).trim().map(lambda t: t[:n_per_depth - b * batch_size])
+        batch = batch.to(device)
+        pred = model(batch.idx, Literals.from_batch(batch), at=batch.mask)
         parts.append(final_token_metrics(pred, batch, model.execute(*pred.hard())))
     return parts
 
@@ -229,8 +211,7 @@ def checked(text: str) -> tuple[list[int], dict[str, np.ndarray]]:
             raise ValueError(f"{text!r} has a literal with more than "
                              f"max_decimal_places={cfg.max_decimal_places} decimals")
     # raises for more nodes than dag_depth, a division by zero or a value beyond 1e100
-    _, _, O, _, _ = plan_arrays(plan, cfg.dag_depth, where=repr(text))
-    if abs(O).max() > cfg.max_coefficient:
+    if abs(plan_arrays(plan, cfg.dag_depth, where=repr(text)).O).max() > cfg.max_coefficient:
         raise ValueError(f"{text!r} needs a power beyond max_coefficient={cfg.max_coefficient}")
     tokens = maker.tokens(text)
     if len(tokens) > cfg.block_size:
@@ -247,8 +228,8 @@ def last_target(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[to
 @torch.no_grad()
 def predict(example: dict[str, np.ndarray], n_tokens: int) -> tuple[tuple[torch.Tensor, ...], float, dict]:
     """(hard DAG after the last token, its executed value, final_token_metrics)."""
-    batch = {k: torch.from_numpy(v[:n_tokens])[None].to(device) for k, v in example.items()}
-    pred = model(batch["idx"], Literals.from_batch(batch))
+    batch = collate([example]).map(lambda t: t[:, :n_tokens]).to(device)
+    pred = model(batch.idx, Literals.from_batch(batch))
     hard = pred.hard()
     executed = model.execute(*hard)
     return tuple(t[:, -1:] for t in hard), executed[0, -1].item(), final_token_metrics(pred, batch, executed)
@@ -328,10 +309,13 @@ def show_expression(text: str) -> None:
           f"close: {'yes' if metrics['close'].item() else 'no'})")
 
 
-print(f"checkpoint {ckpt_path} (iter {checkpoint['iter_num']})")
-if expr:
-    show_expression(expr)
+if loaded.kind.name == "lm":
+    result = evaluate_lm()
 else:
-    result = evaluate_file(expressions_file) if expressions_file else evaluate_held_out()
-    if json_out:
-        write_json(result)
+    maker = predictor_maker()
+    stream_cfg = maker.cfg
+    print(f"checkpoint {ckpt_path} (iter {loaded.iter_num})")
+    result = show_expression(expr) if expr else evaluate_file(expressions_file) if expressions_file else \
+        evaluate_held_out()
+if json_out:
+    write_json(result)

@@ -1,38 +1,37 @@
 """
-Learning curve of a train_predictor.py run, from its own log: final-token exact,
-structure and values accuracy on the validation batches against training minutes.
+Learning curve of a training run, from the records it logs (out_dir/log.jsonl):
+final-token exact, structure and values accuracy on the validation batches against
+training minutes.
 
-$ python train_predictor.py config/train_predictor_config.py | tee train.log
-$ python plot_curve.py --log=train.log --out=curve.png
-Several runs on one plot: --log=a.log,b.log (labelled by file name).
+$ python train_predictor.py config/train_predictor_config.py --log_json=True
+$ python plot_curve.py --log=out-predictor/log.jsonl --out=curve.png
+Several runs on one plot: --log=a/log.jsonl,b/log.jsonl (labelled by file name).
 """
+import json
 import os
-import re
 import sys
 
 from configurator import apply_config
 
 # -----------------------------------------------------------------------------
-log = ""  # comma-separated train_predictor.py logs
+log = ""  # comma-separated log.jsonl files of training runs
 out = "curve.png"
 title = "DAG predictor: validation accuracy at the last token"
 
-EVAL_LINE = re.compile(r"^iter (\d+): val loss .*final-token exact (\S+) structure (\S+) values (\S+) \| (\S+) min$", re.M)
-
 
 def read_curve(path: str) -> dict[str, list[float]]:
-    """The evaluation lines of a log as columns: iter, exact, structure, values, minutes."""
+    """The evaluation records of a log as columns: iter, exact, structure, values, minutes."""
     with open(path) as f:
-        rows = EVAL_LINE.findall(f.read())
-    if not rows:
+        records = [r for r in map(json.loads, filter(str.strip, f)) if "acc_exact" in r.get("val", {})]
+    if not records:
         raise ValueError(f"{path!r} has no evaluation lines of train_predictor.py")
-    columns = ("iter", "exact", "structure", "values", "minutes")
-    return {name: [float(row[i]) for row in rows] for i, name in enumerate(columns)}
+    return {"iter": [float(r["iter"]) for r in records], "minutes": [r["minutes"] for r in records]} | {
+        k: [r["val"][f"acc_{k}"] for r in records] for k in ("exact", "structure", "values")}
 
 
 def main() -> None:
     if not log:
-        sys.exit("error: give --log=<train_predictor.py log>[,<log>...]")
+        sys.exit("error: give --log=<out_dir/log.jsonl>[,<log>...]")
     try:
         curves = {os.path.basename(path): read_curve(path) for path in log.split(",")}
     except (OSError, ValueError) as e:

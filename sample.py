@@ -10,12 +10,12 @@ import sys
 
 import torch
 
-from common import fail
 from config_checks import validate_config
 from configurator import apply_config
-from data.dagset.streaming import PAD_TOKEN, encode
-from models.result_copy import gpt2_encoding
-from text_generation import generate, load_lm
+from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
+from errors import fail
+from kinds import load_model
+from text_generation import generate
 
 # -----------------------------------------------------------------------------
 out_dir = "out-daggpt"
@@ -43,16 +43,16 @@ if start.startswith("FILE:"):
     except (OSError, UnicodeDecodeError) as e:
         fail(f"cannot read the prompt file: {e}")
 try:
-    lm = load_lm(out_dir, ckpt_path, device)
+    lm = load_model(out_dir, ckpt_path, device, kinds=("lm",))
 except (FileNotFoundError, ValueError) as e:
     fail(str(e))
 enc = gpt2_encoding()
-prompt = encode(enc, start)
+prompt = encode(start)
 if not prompt:
     fail("--start is empty: give a prompt")
 if len(prompt) > lm.model.config.block_size:
     fail(f"--start is {len(prompt)} tokens, longer than the model's block_size={lm.model.config.block_size}")
-print(f"{lm.path} (iter {lm.iter_num}): {lm.kind}")
+print(f"{lm.path} (iter {lm.iter_num}): {lm.description}")
 torch.manual_seed(seed)
 for _ in range(num_samples if temperature > 0 else 1):  # greedy decoding gives one continuation
     print(start, end="", flush=True)

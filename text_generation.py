@@ -1,56 +1,14 @@
-"""Running a train.py language model: loading its checkpoint, reading a text's literals
-as training did, and decoding (sample.py, evaluate.py)."""
-from dataclasses import dataclass
+"""Running a train.py language model: reading a text's literals as training did, and
+decoding (sample.py, evaluate.py)."""
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from checkpoint import latest_checkpoint, load_checkpoint, one_line
-from data.dagset.streaming import PAD_TOKEN
-from data.dagset.text_stream import GPT2_VOCAB, question, row_literals
+from data.dagset.text_format import GPT2_VOCAB, PAD_TOKEN, gpt2_encoding
+from data.dagset.text_stream import question, row_literals
 from models.dag_heads import Literals
-from models.dag_model import GPT, GPTConfig
-from models.result_copy import gpt2_encoding
-
-
-@dataclass
-class LoadedLM:
-    model: GPT
-    path: str
-    iter_num: int
-    config: dict  # the run's config
-
-    @property
-    def kind(self) -> str:
-        """What the checkpoint holds, in words."""
-        d = self.model.config.dag_depth
-        return f"GPT with DAG heads (dag_depth={d}) and result copy" if d else "plain GPT (dag_depth=0, the baseline)"
-
-
-def load_lm(out_dir: str, ckpt_path: str = "", device: str = "cpu") -> LoadedLM:
-    """A train.py checkpoint (the newest in out_dir unless ckpt_path names one), in eval
-    mode; ValueError (one line) for a missing file, another kind of checkpoint, or one
-    without the keys a train.py checkpoint has."""
-    path = ckpt_path or latest_checkpoint(out_dir)
-    return lm_of_checkpoint(load_checkpoint(path, map_location=device), path, device)
-
-
-def lm_of_checkpoint(checkpoint: dict, path: str, device: str) -> LoadedLM:
-    kind = checkpoint.get("kind", "predictor")
-    if kind != "lm":
-        hint = ": evaluate it with evaluate.py, it has no language-model head" if kind == "predictor" else ""
-        raise ValueError(f"{path!r} holds a {kind!r} model, not a train.py language model{hint}")
-    missing = [k for k in ("model", "model_args", "iter_num", "config") if k not in checkpoint]
-    if missing or not isinstance(checkpoint["config"], dict):
-        missing = ", ".join(missing) or "config dict"
-        raise ValueError(f"{path!r} is not a whole train.py checkpoint: it has no {missing}")
-    try:
-        model = GPT(GPTConfig(**checkpoint["model_args"]))
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path!r} does not fit the model its model_args describe: {one_line(e)}") from None
-    return LoadedLM(model.to(device).eval(), path, checkpoint["iter_num"], checkpoint["config"])
+from models.dag_model import GPT
 
 
 def literals_of(idx: torch.Tensor) -> Literals:

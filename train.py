@@ -14,22 +14,22 @@ Resume the newest checkpoint in out_dir: --init_from=resume
 """
 import os
 import sys
-import time
 
 import torch
-from torch.distributed import destroy_process_group
 
-from checkpoint import check_resumable, load_checkpoint, one_line
-from common import (OPTIMIZER_DEFAULTS, ModelStart, autocast_context, claim_out_dir, fail, optimizer_step, resume_rng,
-                    set_lr, save_if_due, setup_process, setup_training, train_batches, start_model, start_wandb,
-                    stop_if_non_finite)
+from common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
+                    start_wandb, train_batches)
 from config_checks import validate_config
 from configurator import apply_config
-from data.dagset.streaming import EXPRESSION_KEYS, StreamConfig, expression_defaults, trim_batch
+from data.dagset.batch import Batch
+from data.dagset.streaming import StreamConfig, expression_defaults
 from data.dagset.text_stream import TextConfig, TextExampleMaker, TextStream, make_text_batch
+from errors import fail
+from kinds import KINDS, MODEL_KEYS, start_model
 from models.dag_heads import Literals
-from models.dag_model import BACKBONE_KEYS, HEAD_KEYS, GPT, GPTConfig, Teacher
-from predictor_utils import DEFAULT_LOSS_WEIGHTS, dag_losses, final_token_metrics, loss_weights_of, total_loss
+from models.dag_model import DAGPrediction, Teacher
+from predictor_utils import DEFAULT_LOSS_WEIGHTS, dag_losses, loss_weights_of, total_loss
+from train_loop import no_mark, train
 
 # -----------------------------------------------------------------------------
 # default config values: a tiny model on a laptop CPU (config/train_daggpt.py)
@@ -41,6 +41,7 @@ eval_iters = 4
 eval_only = False
 always_save_checkpoint = True
 keep_checkpoints = 2
+log_json = False  # also write each log line as a JSON record to out_dir/log.jsonl (plot_curve.py reads it)
 init_from = "scratch"  # 'scratch', 'resume' / 'latest', 'gpt2*' or a GPT-2 dir, or a .pt (this kind, or a predictor's)
 # wandb logging
 wandb_log = False
@@ -81,6 +82,7 @@ lr_decay_iters = 2000
 device = "cpu"
 dtype = "bfloat16"  # autocast on CUDA only
 compile = False
+time_parts = False  # log each part of a step's time (waiting for the GPU between parts) to out_dir/step_times.json
 backend = "nccl"  # 'gloo' on CPUs
 seed = 1337
 # -----------------------------------------------------------------------------
@@ -111,45 +113,8 @@ torch.manual_seed(seed + proc.rank)
 ctx = autocast_context(device_type, dtype)
 
 
-def warm_start(path: str) -> ModelStart | None:
-    """A train_predictor.py checkpoint's backbone and DAG heads in a fresh language model
-    (position embeddings past its block fresh too); None if path is no predictor's."""
-    try:
-        checkpoint = load_checkpoint(path, map_location=device)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    if checkpoint.get("kind", "predictor") != "predictor":
-        return None
-    try:  # the keys a warm start reads; a shape set again must be the predictor's, but for block_size
-        model_args = check_resumable(checkpoint, path, config, overridden, model_keys, (), ("dropout", "block_size"),
-                                     needs=("model", "model_args", "iter_num"), use="start a language model")
-    except ValueError as e:
-        fail(str(e))
-    try:
-        model_args |= {"block_size": block_size}
-        model = GPT(GPTConfig(**model_args))
-        state = checkpoint["model"]
-        wpe = model.transformer.wpe.weight.detach().clone()
-        n = min(len(wpe), len(state["transformer.wpe.weight"]))
-        wpe[:n] = state["transformer.wpe.weight"][:n]
-        missing, unexpected = model.load_state_dict(state | {"transformer.wpe.weight": wpe}, strict=False)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        fail(f"{path!r} does not fit a language model of its shape: {one_line(e)}")
-    if unexpected or any(not k.startswith("result_copy.") for k in missing):
-        fail(f"{path!r} does not fit a language model of its shape: missing {missing}, unexpected {unexpected}")
-    print(f"warm start from the predictor {path} (iter {checkpoint['iter_num']})")
-    return ModelStart(model, model_args, 0, 1e9, None, None)
-
-
-model_keys = tuple(k for k in BACKBONE_KEYS + HEAD_KEYS if k != "vocab_size")
-data_keys = ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "seed", "corpus", "corpus_ratio")
-start = warm_start(init_from) if init_from.endswith(".pt") else None
-if start is None:
-    start = start_model("lm", GPT, GPTConfig, config, overridden, model_keys, data_keys, HEAD_KEYS, device)
-for k in model_keys:
-    config[k] = getattr(start.model.config, k)
-globals().update({k: config[k] for k in model_keys + data_keys})
-iter_num = start.iter_num
+start = start_model(KINDS["lm"], config, overridden, device)
+globals().update({k: config[k] for k in MODEL_KEYS + KINDS["lm"].data_keys})
 training = setup_training("lm", start, config, proc)
 raw_model = training.raw_model
 try:
@@ -164,90 +129,30 @@ try:
     make_text_batch(val_maker, "train", 0, batch_size)
 except ValueError as e:
     fail(str(e))
-train_iter = train_batches(TextStream, text_cfg, config, iter_num, proc)
+train_iter = train_batches(TextStream, text_cfg, config, start.iter_num, proc)
 resume_rng(start, device)
 start = None
 
 
-def to_device(batch: dict) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in trim_batch(batch, 8 if compile else 1, "targets").items()}
-
-
-def losses_of(model, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, object]:
+def losses_of(model, batch: Batch, mark=no_mark) -> tuple[dict[str, torch.Tensor], torch.Tensor, DAGPrediction | None]:
     """The next-token loss ('lm'), the DAG losses (with DAG heads), their weighted total, and the DAG prediction."""
     with ctx:
         if dag_depth:
-            teacher = Teacher(batch["value"], batch["mask"])  # exact values re-enter where the row has them
-            out = model(batch["idx"], batch["targets"], Literals.from_batch(batch), teacher)
+            teacher = Teacher(batch.value, batch.mask)  # exact values re-enter where the row has them
+            out = model(batch.idx, batch.targets, Literals.from_batch(batch), teacher)
         else:
-            out = model(batch["idx"], batch["targets"])
+            out = model(batch.idx, batch.targets)
+    mark("forward")
     losses = {"lm": out.loss}
-    if out.dag is not None:
-        losses |= dag_losses(out.dag, batch, raw_model.execute(*out.dag.soft()))
-        return losses, out.loss + total_loss(losses, loss_weights), out.dag
-    return losses, out.loss, None
-
-
-def evaluate_val() -> dict[str, float]:
-    """Losses, and the DAG's final-token exactness on expression rows, averaged over the
-    fixed validation batches."""
-    raw_model.eval()
-    per_batch = []
-    with torch.no_grad():
-        for batch in map(to_device, val_batches):
-            losses, total, dag = losses_of(raw_model, batch)
-            row = {k: v.item() for k, v in losses.items()} | {"total": total.item()}
-            if dag is not None:
-                metrics = final_token_metrics(dag, batch, raw_model.execute(*dag.hard()))
-                row |= {f"acc_{k}": m[batch["mask"].any(1)].mean().item() for k, m in metrics.items()}
-            per_batch.append(row)
-    raw_model.train()
-    return {k: sum(row[k] for row in per_batch) / len(per_batch) for k in per_batch[0]}
-
-
-def eval_and_save(iter_num: int, final: bool = False) -> None:
-    val = evaluate_val()
-    dag_part = (f" | final-token exact {val['acc_exact']:.3f} structure {val['acc_structure']:.3f} "
-                f"values {val['acc_values']:.3f}" if dag_depth else "")
-    print(f"iter {iter_num}: val loss {val['total']:.4f} | lm {val['lm']:.4f}" + dag_part
-          + f" | {(time.time() - run_start) / 60:.2f} min")
-    save_if_due(training, val, iter_num, final, wandb_run)
+    if out.dag is None:
+        return losses, out.loss, None
+    executed = raw_model.execute(*out.dag.soft())
+    mark("executor")
+    losses |= dag_losses(out.dag, batch, executed)
+    total = out.loss + total_loss(losses, loss_weights)
+    mark("losses")
+    return losses, total, out.dag
 
 
 wandb_run = start_wandb(wandb_project, wandb_run_name, config) if wandb_log and master_process else None
-run_start = time.time()
-if eval_only:
-    if master_process:
-        print(" ".join(f"{k} {v:.4f}" for k, v in evaluate_val().items()))
-    sys.exit(0)
-
-logged = (time.time(), iter_num)  # when the last log line was printed, and at which iteration
-while iter_num < max_iters:
-    lr = set_lr(training, iter_num)
-    if iter_num % eval_interval == 0 and master_process and iter_num != training.resumed_at:
-        eval_and_save(iter_num)
-        logged = (time.time(), iter_num)  # evaluating is no part of a step
-
-    for micro_step in range(gradient_accumulation_steps):
-        if proc.ddp:
-            training.model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
-        losses, loss, _ = losses_of(training.model, to_device(next(train_iter)))
-        stop_if_non_finite("train", losses, iter_num, out_dir)
-        training.scaler.scale(loss / gradient_accumulation_steps).backward()
-    optimizer_step(training)
-
-    if iter_num % log_interval == 0 and master_process:
-        ms = 1000 * (time.time() - logged[0]) / (iter_num + 1 - logged[1])
-        print(f"iter {iter_num}: loss {loss.item():.4f} (" + " ".join(f"{k} {v.item():.4f}" for k, v in losses.items())
-              + f") lr {lr:.2e}, {ms:.1f} ms/iter")
-        if wandb_run:
-            wandb_run.log({"iter": iter_num, "lr": lr, **{f"train/{k}": v.item() for k, v in losses.items()}})
-        logged = (time.time(), iter_num + 1)
-    iter_num += 1
-
-if master_process:
-    eval_and_save(iter_num, final=True)
-if wandb_run:
-    wandb_run.finish()
-if proc.ddp:
-    destroy_process_group()
+train(training, proc, losses_of, train_iter, val_batches, ("lm",), wandb_run)

@@ -14,12 +14,11 @@ import shutil
 import sys
 
 import numpy as np
-import tiktoken
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
-from common import fail  # noqa: E402
+from errors import fail  # noqa: E402
 from configurator import apply_config  # noqa: E402
-from data.dagset.streaming import encode  # noqa: E402
+from data.dagset.text_format import encode  # noqa: E402
 
 # -----------------------------------------------------------------------------
 input_file = ""  # the text file (UTF-8)
@@ -61,11 +60,9 @@ try:  # made before the text is encoded, so an out_dir that cannot be written st
 except OSError as e:
     fail(f"cannot write {out_dir!r}: {e.strerror or e}")
 try:
-    enc = tiktoken.get_encoding("gpt2")
-    assert enc.n_vocab <= 2 ** 16  # every token id fits uint16
     splits = {}
     for split, part in zip(("train", "val"), split_text(text, val_fraction)):
-        splits[split] = np.array(encode(enc, part), dtype=np.uint16)
+        splits[split] = np.array(encode(part), dtype=np.uint16)
         if len(splits[split]) < 2:  # a block needs an input and a next token
             fail(f"the {split} split of {input_file!r} has {len(splits[split])} tokens, fewer than 2: "
                  f"give a longer text or another val_fraction")

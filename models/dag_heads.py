@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data.dagset.batch import Batch
+
 
 class Literals(NamedTuple):
     """What the text says about its literals, per token (data/dagset/streaming.py
@@ -32,8 +34,8 @@ class Literals(NamedTuple):
     end: torch.Tensor
 
     @classmethod
-    def from_batch(cls, batch: dict) -> "Literals":
-        return cls(batch["lit_index"], batch["lit_value"], batch["lit_end"])
+    def from_batch(cls, batch: Batch) -> "Literals":
+        return cls(batch.lit_index, batch.lit_value, batch.lit_end)
 
 
 class Positions(NamedTuple):
@@ -115,8 +117,8 @@ class DigitValues(nn.Module):
     def forward(self, h: torch.Tensor, literals: Literals, at: Positions) -> torch.Tensor:
         return self.out(at.take(h)).view(-1, self.D, self.n, 10)  # (N, D, n_digits, 10)
 
-    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        digits = digit_targets(batch["V_mag"][..., :self.D], self.max_digits, self.places)  # (B, T, D, n)
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        digits = digit_targets(batch.V_mag[..., :self.D], self.max_digits, self.places)  # (B, T, D, n)
         loss = F.cross_entropy(logits.flatten(0, -2), digits.flatten(), reduction="none")
         return loss.view(digits.shape).mean(dim=(-1, -2))
 
@@ -163,8 +165,8 @@ class CopyValues(nn.Module):
         allowed[:, T] = True  # (N, T+1): earlier literal ends, and 'none'
         return scores.masked_fill(~allowed[:, None, :], float("-inf"))
 
-    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        src = batch["V_src"]  # (B, T, D): position, -1 for none, -2 for a value not in the text
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        src = batch.V_src  # (B, T, D): position, -1 for none, -2 for a value not in the text
         T = logits.shape[1]
         # a value the text does not hold (the 1 of x**-k) is not trained: its target is
         # set to 'none', which every row allows, and weighted 0 (an -inf logit would
@@ -249,8 +251,8 @@ class Signs(nn.Module):
         logits = self.out(at.take(h))  # (N, D)
         return logits if self.pair is None else logits + self.pair(h, literals, self.D, at).squeeze(-1)
 
-    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        negative = (batch["V_sign"][..., :self.D] < 0).to(logits.dtype)
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        negative = (batch.V_sign[..., :self.D] < 0).to(logits.dtype)
         return F.binary_cross_entropy_with_logits(logits, negative, reduction="none").mean(-1)
 
     def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
@@ -298,8 +300,8 @@ class Coefficients(nn.Module):
         node = torch.cat([inputs, self.step_node(z)], dim=1)  # (N, 2D, width)
         return self.step_out(F.gelu(self.step_here(z)[:, :, None] + node[:, None]))  # (N, D, 2D, 2C+1)
 
-    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        target = (batch["O"].round().to(torch.int64) + self.C).clamp(0, 2 * self.C)  # (B, T, D, 2D)
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        target = (batch.O.round().to(torch.int64) + self.C).clamp(0, 2 * self.C)  # (B, T, D, 2D)
         loss = F.cross_entropy(logits.flatten(0, -2), target.flatten(), reduction="none")
         causal = causal_coef_mask(self.D, loss.device).to(loss.dtype)
         return (loss.view(target.shape) * causal).sum(dim=(-1, -2)) / causal.sum()
@@ -329,8 +331,8 @@ class Gates(nn.Module):
             logits = logits + self.step_out(self.steps(h, at)).squeeze(-1)
         return logits
 
-    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, batch["G"].to(logits.dtype), reduction="none").mean(-1)
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, batch.G.to(logits.dtype), reduction="none").mean(-1)
 
     def soft(self, logits: torch.Tensor, literals: Literals) -> torch.Tensor:
         return torch.sigmoid(logits.double())

@@ -6,55 +6,20 @@ A continuous embedding of the value cannot carry 6+ exact digits into the logits
 copied token is exact by construction. So the answer a model writes is exact whenever
 the DAG behind it is right, and the language model only has to learn *when* to copy.
 
-`format_answer` is the one canonical number format of the project: training texts are
-answered in it, the channel writes it and evaluate.py compares against it.
+The channel writes the project's canonical answer text (data/dagset/text_format.format_answer).
 """
 import math
-from decimal import Decimal
-from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
 
-import tiktoken
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ANSWER_PLACES = 6  # fractional digits of the canonical format
-ANSWER_DIGITS = 15  # and significant digits
+from data.dagset.text_format import format_answer, gpt2_encoding
+
 MAX_RESULT_TOKENS = 24  # GPT-2 tokens of a result the channel can hold (a 1e24 value with 6 decimals fits)
 MAX_RESULT = 1e30  # larger values have no plain decimal text the channel could copy
-
-
-def format_answer(value: Fraction | int | float) -> str:
-    """A number's canonical text: rounded half to even to ANSWER_PLACES decimal places
-    or ANSWER_DIGITS significant digits, whichever keeps fewer, so an exact decimal with
-    at most 6 fractional digits and 15 digits in all is written exactly. Plain decimal:
-    no trailing zeros, no trailing '.', no exponent, '0' rather than '-0'.
-
-    15 digits is what the float64 executor carries (about 15.9), so the text of an
-    executed value is the text of the exact one (but at the rare value whose next digit
-    is a tie). A float is read as the shortest decimal that gives it back (repr), so the
-    float64 of 0.1 + 0.2 is written '0.3'."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"a non-finite value ({value}) has no answer text")
-        value = Fraction(Decimal(repr(float(value))))  # float(): numpy floats repr as np.float64(...)
-    value = Fraction(value)
-    whole_digits = len(str(abs(value.numerator) // value.denominator)) if abs(value) >= 1 else 0
-    places = min(ANSWER_PLACES, ANSWER_DIGITS - whole_digits)
-    scaled = round(value * Fraction(10) ** places)  # Fraction rounds half to even
-    if places <= 0:
-        text = str(abs(scaled) * 10 ** -places)
-    else:
-        whole, fraction = divmod(abs(scaled), 10 ** places)
-        text = str(whole) if fraction == 0 else f"{whole}.{fraction:0{places}d}".rstrip("0")
-    return ("-" if scaled < 0 else "") + text
-
-
-@lru_cache(maxsize=1)
-def gpt2_encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("gpt2")
 
 
 @lru_cache(maxsize=65536)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from common import StepTimer
+from train_loop import StepTimer
 
 
 def test_step_timer_adds_each_part_and_skips_what_is_no_part(tmp_path):

@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch, trim_batch
+from data.dagset.batch import Batch
+from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
 from models.dag_heads import Literals, PairLayer, Positions, digit_targets, literal_states
 from models.dag_model import DAGPrediction, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import dag_losses, final_token_metrics, loss_weights_of, wilson_interval
+from answer_eval import wilson_interval
+from predictor_utils import dag_losses, final_token_metrics, loss_weights_of
 
 D, MAX_DIGITS, PLACES, C = 3, 4, 4, 3
 N_DIGITS = MAX_DIGITS + PLACES
@@ -34,7 +36,7 @@ LITERALS = Literals(index=torch.tensor([[1, 2, 3, 0]]), value=torch.tensor([[1.5
                     end=torch.tensor([[True, True, True, False]]))
 
 
-def target_batch() -> dict:
+def target_batch() -> Batch:
     """A batch (B=1, T=4) whose last position holds the DAG above; earlier positions are masked."""
     T = 4
     V_mag = torch.zeros(1, T, 2 * D, dtype=torch.float64)
@@ -47,10 +49,10 @@ def target_batch() -> dict:
     G[0, -1] = torch.tensor(GATES, dtype=torch.float64)
     V_src = torch.full((1, T, D), -1)
     V_src[0, -1] = torch.tensor([0, 1, 2])
-    return {"V_mag": V_mag, "V_sign": V_sign, "O": O, "G": G, "V_src": V_src,
-            "value": torch.tensor([[0.0, 0.0, 0.0, -16.5]], dtype=torch.float64),
-            "mask": torch.tensor([[False, False, False, True]]),
-            "lit_index": LITERALS.index, "lit_value": LITERALS.value, "lit_end": LITERALS.end}
+    return Batch(idx=torch.zeros(1, T, dtype=torch.int64), V_mag=V_mag, V_sign=V_sign, O=O, G=G, V_src=V_src,
+                 value=torch.tensor([[0.0, 0.0, 0.0, -16.5]], dtype=torch.float64),
+                 mask=torch.tensor([[False, False, False, True]]),
+                 lit_index=LITERALS.index, lit_value=LITERALS.value, lit_end=LITERALS.end)
 
 
 def crafted_prediction(model: PredictorOnlyModel, sharpness: float) -> DAGPrediction:
@@ -156,7 +158,7 @@ def test_masked_positions_contribute_nothing(value_head):
 def test_copy_value_not_in_the_text_is_not_trained_and_keeps_gradients_finite():
     model = tiny_model("copy")
     batch = target_batch()
-    batch["V_src"][0, -1, 1] = -2  # e.g. the 1 that x**-k puts before x
+    batch.V_src[0, -1, 1] = -2  # e.g. the 1 that x**-k puts before x
     logits = crafted_prediction(model, sharpness=BIG).logits["mag"].clone().requires_grad_()
     part = model.dag_predictor.parts["mag"]
     loss = part.loss(logits, batch)[0, -1]
@@ -234,12 +236,12 @@ def test_losses_and_metrics_of_a_trimmed_batch_are_the_untrimmed_ones():
                                          dag_depth=4, value_head="copy", literal_embedding=True,
                                          literal_states=True)).eval()
     batch = make_batch(ExampleMaker(StreamConfig(dag_depth=4, block_size=32, max_expr_depth=3)), "val", 0, 16)
-    cut = trim_batch(batch)
-    assert cut["idx"].shape[1] < 32
+    cut = batch.trim()
+    assert cut.idx.shape[1] < 32
     with torch.no_grad():
         results = []
         for b in (batch, cut):
-            pred = model(b["idx"], Literals.from_batch(b))
+            pred = model(b.idx, Literals.from_batch(b))
             results.append((dag_losses(pred, b, model.execute(*pred.soft())),
                             final_token_metrics(pred, b, model.execute(*pred.hard()))))
     for name, loss in results[0][0].items():

@@ -76,14 +76,14 @@ def test_dag_gpt_is_a_language_model_with_a_result_channel(step_states):
     rows = TextExampleMaker(TextConfig(StreamConfig(dag_depth=D, block_size=64, max_expr_depth=D - 1)))
     batch = make_text_batch(rows, "train", 0, 2)
     literals = Literals.from_batch(batch)
-    logits, loss, dag = model(batch["idx"], batch["targets"], literals, Teacher(batch["value"], batch["mask"]))
-    assert logits.shape == (int((batch["targets"] >= 0).sum()), 50304) and torch.isfinite(loss)
+    logits, loss, dag = model(batch.idx, batch.targets, literals, Teacher(batch.value, batch.mask))
+    assert logits.shape == (int((batch.targets >= 0).sum()), 50304) and torch.isfinite(loss)
     assert dag.logits["op"].shape == (2, 64, D, 2 * D, 2 * C + 1)
     (loss + sum(dag_losses(dag, batch, model.execute(*dag.soft())).values())).backward()
     assert all(p.grad is not None for p in model.result_copy.parameters())
     assert all(p.grad is not None for p in model.dag_predictor.parameters())  # none unused under DDP
     with torch.no_grad():
-        last, none, _ = model(batch["idx"][:, :10], literals=Literals(*(t[:, :10] for t in literals)))
+        last, none, _ = model(batch.idx[:, :10], literals=Literals(*(t[:, :10] for t in literals)))
     assert last.shape == (2, 1, 50304) and none is None
     torch.testing.assert_close(last.exp().sum(-1), torch.ones(2, 1))  # log-probabilities of the mixture
 

@@ -4,7 +4,7 @@ copy head's targets V_src, on GPT-2's real tokenization."""
 import numpy as np
 import pytest
 
-from data.dagset.streaming import ExampleMaker, StreamConfig, draw_example, value_sources
+from data.dagset.streaming import ExampleMaker, Literal, StreamConfig, draw_example, value_sources
 from fractions import Fraction
 
 
@@ -54,12 +54,12 @@ def test_copy_targets_with_human_forms(maker):
 
 
 def test_value_sources_pass_over_exponents_and_sign_factors():
-    lits = [(0, Fraction(3), 0), (2, Fraction(2), 2), (4, Fraction(5), 4)]  # "3**2*5"
+    lits = [Literal(0, Fraction(3), 0), Literal(2, Fraction(2), 2), Literal(4, Fraction(5), 4)]  # "3**2*5"
     assert value_sources([(Fraction(3), 1), (Fraction(5), 1)], lits) == [0, 4]
-    lits = [(0, Fraction(1), 1), (2, Fraction(3), 3)]  # "-1*3": the -1 is a sign
+    lits = [Literal(0, Fraction(1), 1), Literal(2, Fraction(3), 3)]  # "-1*3": the -1 is a sign
     assert value_sources([(Fraction(3), -1)], lits) == [3]
     # "2**-1 + 5": x**-k puts a 1 before x; a value the text lacks is -2
-    lits = [(0, Fraction(2), 0), (3, Fraction(1), 3), (5, Fraction(5), 5)]
+    lits = [Literal(0, Fraction(2), 0), Literal(3, Fraction(1), 3), Literal(5, Fraction(5), 5)]
     assert value_sources([(Fraction(1), 1), (Fraction(2), 1), (Fraction(5), 1)], lits) == [3, 0, 5]
     assert value_sources([(Fraction(7), 1)], lits) == [-2]
 

@@ -1,14 +1,18 @@
-"""Tests for plot_curve.py: it reads a train_predictor.py log's evaluation lines and
-draws them; a log without any is a one-line error."""
+"""Tests for plot_curve.py: it reads the evaluation records of a training run's
+log.jsonl and draws them; a log without any is a one-line error."""
+import json
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOG = """iter 0: val loss 4.3532 | mag 1.0256 sign 0.6986 op 1.9387 gate 0.6902 exec 7.6438 | final-token exact 0.016 structure 0.000 values 0.016 | 0.01 min
-iter 0: loss 5.1772 (mag 0.9923 sign 0.6971 op 1.9394 gate 0.6898 exec 8.5870) lr 1.96e-05, 1161.0 ms/iter, data wait 0.8%
-iter 250: val loss 0.2352 | mag 0.0014 sign 0.0505 op 0.0918 gate 0.0916 exec 3.0656 | final-token exact 0.320 structure 0.305 values 1.000 | 2.77 min
-"""
+LOG = "".join(json.dumps(record) + "\n" for record in [
+    {"iter": 0, "val": {"mag": 1.0256, "total": 4.3532, "acc_exact": 0.016, "acc_structure": 0.0, "acc_values": 0.016},
+     "minutes": 0.01},
+    {"iter": 0, "loss": 5.1772, "lr": 1.96e-05, "ms_per_iter": 1161.0, "data_wait": 0.008, "mag": 0.9923},
+    {"iter": 250, "val": {"mag": 0.0014, "total": 0.2352, "acc_exact": 0.32, "acc_structure": 0.305, "acc_values": 1.0},
+     "minutes": 2.77},
+])
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +39,7 @@ def test_draws_a_png(tmp_path):
 
 def test_a_log_without_evaluations_is_one_line(tmp_path):
     log = tmp_path / "train.log"
-    log.write_text("iter 0: loss 5.1 (mag 1.0)\n")
+    log.write_text(json.dumps({"iter": 0, "loss": 5.1, "mag": 1.0}) + "\n")
     result = run(f"--log={log}")
     assert result.returncode == 1 and result.stderr.strip() == f"error: {str(log)!r} has no evaluation lines of train_predictor.py"
     assert run().stderr.strip().startswith("error: give --log=")

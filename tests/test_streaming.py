@@ -17,8 +17,8 @@ from data.dagset.conversion import exact_value, expression_to_tensors
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import MAX_NESTING, lex, parse_text, quote, respace
 from data.dagset.generate_expression import generate_expression
-from data.dagset.streaming import (DAGStream, ExampleMaker, StreamConfig, draw_example, make_batch,
-                                   prefix_target_text, split_of, trim_batch)
+from data.dagset.batch import Batch
+from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, draw_example, make_batch, prefix_target_text, split_of
 from data.eval import make_human_written
 
 CFG = StreamConfig(dag_depth=5, block_size=48, max_expr_depth=4, p_power=0.1)
@@ -283,7 +283,7 @@ def test_a_respacing_stream_reads_every_text_tidy():
     assert [respace(t) for t in raw] == texts  # the same draws, read respaced
     example = draw_example(maker, "val", 0)
     assert maker.reading("3*4-2") == "3 * 4 - 2" and written.reading("3*4-2") == "3*4-2"
-    assert np.array_equal(example.targets["idx"], make_batch(maker, "val", 0, 1)["idx"][0].numpy())
+    assert np.array_equal(example.targets["idx"], make_batch(maker, "val", 0, 1).idx[0].numpy())
 
 
 def test_human_written_file():
@@ -376,6 +376,7 @@ def _batches(stream, n, workers):
 def _assert_same(xs, ys):
     assert len(xs) == len(ys)
     for x, y in zip(xs, ys):
+        x, y = x.tensors(), y.tensors()
         assert x.keys() == y.keys()
         for k in x:
             assert torch.equal(x[k], y[k]), k
@@ -388,43 +389,48 @@ def test_stream_is_the_same_for_any_worker_count_and_resumes():
     _assert_same(serial[4:], _batches(DAGStream(cfg, "train", 4, start=4), 2, 0))
     # DDP shards interleave: shard r of 2 takes batches r, r + 2, ...
     _assert_same(serial[1::2], _batches(DAGStream(cfg, "train", 4, shard=1, n_shards=2), 3, 0))
-    assert not torch.equal(serial[0]["idx"], serial[1]["idx"])
+    assert not torch.equal(serial[0].idx, serial[1].idx)
     other_seed = _batches(DAGStream(StreamConfig(dag_depth=3, block_size=24, max_expr_depth=2, seed=8), "train", 4), 1, 0)
-    assert not torch.equal(serial[0]["idx"], other_seed[0]["idx"])
+    assert not torch.equal(serial[0].idx, other_seed[0].idx)
 
 
 def test_batch_layout():
     cfg = StreamConfig(dag_depth=3, block_size=24, max_expr_depth=2)
     b = make_batch(ExampleMaker(cfg), "val", 0, 5)
-    shapes = {k: tuple(v.shape) for k, v in b.items()}
+    shapes = {k: tuple(v.shape) for k, v in b.tensors().items()}
     assert shapes == {"idx": (5, 24), "V_mag": (5, 24, 6), "V_sign": (5, 24, 6), "O": (5, 24, 3, 6),
                       "G": (5, 24, 3), "value": (5, 24), "mask": (5, 24), "V_src": (5, 24, 3),
                       "lit_index": (5, 24), "lit_value": (5, 24), "lit_end": (5, 24)}
-    assert b["V_mag"].dtype == torch.float64 and b["mask"].dtype == torch.bool
-    assert b["mask"].any(-1).all()
+    assert b.V_mag.dtype == torch.float64 and b.mask.dtype == torch.bool
+    assert b.mask.any(-1).all()
     # each tensor contiguous, and one storage per dtype (one shared-memory segment each
     # when a DataLoader worker hands the batch over)
-    assert all(v.is_contiguous() for v in b.values())
-    storages = {v.dtype: set() for v in b.values()}
-    for v in b.values():
+    assert all(v.is_contiguous() for v in b.tensors().values())
+    storages = {v.dtype: set() for v in b.tensors().values()}
+    for v in b.tensors().values():
         storages[v.dtype].add(v.untyped_storage().data_ptr())
     assert set(storages) == {torch.int64, torch.float64, torch.bool}
     assert all(len(ptrs) == 1 for ptrs in storages.values())
     # and the views do not overlap: every example's own values
     ex = draw_example(ExampleMaker(cfg), "val", 3).targets
-    assert all(torch.equal(b[k][3], torch.from_numpy(ex[k])) for k in ex)
+    assert all(torch.equal(b.tensors()[k][3], torch.from_numpy(ex[k])) for k in ex)
 
 
 def test_trim_batch_cuts_the_padding_after_the_last_masked_position():
     mask = torch.zeros(3, 10, dtype=torch.bool)
     mask[0, 2], mask[1, 6], mask[2, 0] = True, True, True
-    batch = {"mask": mask, "O": torch.arange(3 * 10 * 2).view(3, 10, 2)}
-    cut = trim_batch(batch)
-    assert cut["mask"].shape == (3, 7) and torch.equal(cut["O"], batch["O"][:, :7])
-    assert trim_batch(batch, multiple=4)["mask"].shape == (3, 8)
-    assert trim_batch(batch, multiple=8)["mask"].shape == (3, 8)
-    assert trim_batch(batch, multiple=16)["mask"].shape == (3, 10)  # never past block_size
-    assert trim_batch({"mask": torch.zeros(2, 5, dtype=torch.bool)})["mask"].shape == (2, 1)
+    batch = batch_of(mask, O=torch.arange(3 * 10 * 2).view(3, 10, 2))
+    cut = batch.trim()
+    assert cut.mask.shape == (3, 7) and torch.equal(cut.O, batch.O[:, :7])
+    assert batch.trim(multiple=4).mask.shape == (3, 8)
+    assert batch.trim(multiple=8).mask.shape == (3, 8)
+    assert batch.trim(multiple=16).mask.shape == (3, 10)  # never past block_size
+    assert batch_of(torch.zeros(2, 5, dtype=torch.bool)).trim().mask.shape == (2, 1)
+
+
+def batch_of(mask: torch.Tensor, **tensors) -> Batch:
+    """A Batch whose every tensor is mask but those given."""
+    return Batch(**{f.name: mask for f in dataclasses.fields(Batch) if f.name != "targets"} | tensors)
 
 
 def test_train_and_val_never_share_an_expression():

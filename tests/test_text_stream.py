@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from data.dagset import text_stream
-from data.dagset.streaming import PART_CHARS, PAD_TOKEN, StreamConfig, draw_example, encode, split_of
+from data.dagset.streaming import StreamConfig, draw_example, split_of
+from data.dagset.text_format import PAD_TOKEN, PART_CHARS, encode, format_answer, gpt2_encoding
 from data.dagset.text_stream import (TEMPLATES, TextConfig, TextExampleMaker, make_text_batch, question, read_corpus,
                                      row_literals)
-from models.result_copy import (ResultCopy, ResultTokens, answer_tokens, format_answer, gpt2_encoding,
-                                mixed_log_probs, mixed_nll)
+from models.result_copy import ResultCopy, ResultTokens, answer_tokens, mixed_log_probs, mixed_nll
 
 ENC = gpt2_encoding()
 
@@ -81,7 +81,7 @@ def test_validation_rows_are_validation_expressions_and_rows_are_deterministic()
         expression = draw_example(rows.maker, "val", i).text
         assert split_of(expression) == "val" and expression in text
     a, b = make_text_batch(rows, "train", 3, 4), make_text_batch(maker(), "train", 3, 4)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a.tensors()[k], b.tensors()[k]) for k in a.tensors())
 
 
 def test_question_is_the_first_template_up_to_its_answer():
@@ -103,9 +103,9 @@ def test_row_literals_read_every_number_of_free_text():
 
 def test_long_texts_encode_in_parts_as_one():
     text = "".join(f"Line {i}: 12.5 * {i} =  {12.5 * i}\n\n\tx's" for i in range(6000))
-    assert len(text) > 2 * PART_CHARS and encode(ENC, text) == ENC.encode_ordinary(text)
+    assert len(text) > 2 * PART_CHARS and encode(text) == ENC.encode_ordinary(text)
     # tiktoken's regex panics on a million spaces in a row; in parts they encode
-    assert len(encode(ENC, "1" + " " * 10 ** 6 + "+ 1")) == 10 ** 6 + 2
+    assert len(encode("1" + " " * 10 ** 6 + "+ 1")) == 10 ** 6 + 2
 
 
 def test_rows_pass_over_expressions_that_fit_no_template():

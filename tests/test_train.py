@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.dag_model import GPT, GPTConfig
-from models.result_copy import gpt2_encoding
+from data.dagset.text_format import gpt2_encoding
 from tests.script_runs import ROOT, assert_one_line_error, assert_same_tensors, ckpts, finish, launch_script, load
 
 TRAIN, SAMPLE, EVALUATE = (os.path.join(ROOT, f) for f in ("train.py", "sample.py", "evaluate.py"))

@@ -21,6 +21,7 @@ the same computation gives the same tensors:
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 
@@ -204,13 +205,21 @@ def _large_power_step(k: int, cols: list[tuple[int, int]], num: list, den: list,
     return n, d
 
 
-def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression"):
-    """Fixed-size float64 arrays of a plan plus the exact result.
+class PlanArrays(NamedTuple):
+    """A plan's DAG as fixed-size float64 arrays (D = dag_depth), and its exact value."""
 
-    Returns V_mag (2D,), V_sign (2D,), O (D, 2D), G (D,), value (Fraction) where D is
-    dag_depth. Intermediate entries of V_mag/V_sign hold the exact step results (the
-    executor recomputes them; they are targets for inspection and losses). `where`
-    names the expression in error messages (formatted only when one is raised)."""
+    V_mag: np.ndarray  # (2D,)
+    V_sign: np.ndarray  # (2D,)
+    O: np.ndarray  # (D, 2D)
+    G: np.ndarray  # (D,)
+    value: Fraction
+
+
+def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression") -> PlanArrays:
+    """Fixed-size float64 arrays of a plan plus the exact result. Intermediate entries
+    of V_mag/V_sign hold the exact step results (the executor recomputes them; they are
+    targets for inspection and losses). `where` names the expression in error messages
+    (formatted only when one is raised)."""
     D = dag_depth
     n_values, n_steps = len(plan.values), len(plan.steps)
     if n_values > D or n_steps > D:
@@ -261,4 +270,4 @@ def plan_arrays(plan: DAGPlan, dag_depth: int, where="expression"):
         V_sign[i] = -1.0 if num[i] < 0 else 1.0
     for i, (mag, sign) in enumerate(plan.values):
         V_sign[i] = float(sign)  # a leaf keeps its sign even when it is zero
-    return V_mag, V_sign, O, G, Fraction(num[-1], den[-1])
+    return PlanArrays(V_mag, V_sign, O, G, Fraction(num[-1], den[-1]))

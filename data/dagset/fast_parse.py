@@ -174,29 +174,24 @@ def parse_lexemes(lexemes: list[str], text: str) -> tuple:
         pos += 1
         return lexemes[pos - 1]
 
-    def expr() -> tuple:
+    def chain(operand, ops: tuple[str, str], kind: str) -> tuple:
+        """operand (op operand)*: one operand's node, or (kind, [(node, 1 for ops[0] else -1), ...])."""
         nonlocal pos
-        node = term()
-        if peek() not in ("+", "-"):
+        node = operand()
+        if peek() not in ops:
             return node
-        terms = [(node, 1)]
-        while peek() in ("+", "-"):
-            coef = 1 if lexemes[pos] == "+" else -1
+        items = [(node, 1)]
+        while peek() in ops:
+            sign = 1 if lexemes[pos] == ops[0] else -1
             pos += 1
-            terms.append((term(), coef))
-        return ("add", terms)
+            items.append((operand(), sign))
+        return (kind, items)
+
+    def expr() -> tuple:
+        return chain(term, ("+", "-"), "add")
 
     def term() -> tuple:
-        nonlocal pos
-        node = unary()
-        if peek() not in ("*", "/"):
-            return node
-        factors = [(node, 1)]
-        while peek() in ("*", "/"):
-            exp = 1 if lexemes[pos] == "*" else -1
-            pos += 1
-            factors.append((unary(), exp))
-        return ("mul", factors)
+        return chain(unary, ("*", "/"), "mul")
 
     def unary() -> tuple:
         nonlocal pos

@@ -18,7 +18,6 @@ iff crc32(respace(text)) % VAL_EVERY == 0, so the two splits never share an expr
 nor two spacings of one (`3*4` and `3 * 4`: a model that reads texts respaced reads them
 as one).
 """
-import re
 import zlib
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, fields
@@ -26,16 +25,15 @@ from typing import NamedTuple
 from fractions import Fraction
 
 import numpy as np
-import tiktoken
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from data.dagset.batch import DAG_TARGETS, Batch, collate, empty_targets
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import lex, parse_lexemes, respace
 from data.dagset.generate_expression import generate_expression
+from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
 
 VAL_EVERY = 16
-PAD_TOKEN = 50256  # GPT-2's <|endoftext|>; padded positions are masked anyway
 _NUMBER_CHARS = frozenset("0123456789.")
 _TRAILING = " +-*/("
 _DROPPED = frozenset(("+", "-", "*", "/", "**", "("))
@@ -95,26 +93,6 @@ def expression_defaults() -> dict:
     return {k: StreamConfig.__dataclass_fields__[k].default for k in EXPRESSION_KEYS}
 
 
-# tiktoken's pre-tokenizing regex overflows its stack (a Rust panic) on a whitespace run of
-# some 10**6 characters, so a longer text is encoded in parts of at most PART_CHARS. A part
-# ends before a single space or line break between two other characters: a pre-token
-# boundary, so the parts' tokens are the whole text's. Only inside a longer run of
-# whitespace is a part cut anywhere (its tokens there may differ from one encoding).
-PART_CHARS = 1 << 16
-_PART_END = re.compile(r"(?<=\S)[ \n](?=\S)")
-
-
-def encode(enc: tiktoken.Encoding, text: str) -> list[int]:
-    """GPT-2 tokens of a text of any length (enc.encode_ordinary, in parts for a long one)."""
-    tokens, start = [], 0
-    while len(text) - start > PART_CHARS:
-        end = _PART_END.search(text, start + PART_CHARS // 2, start + PART_CHARS)
-        end = end.start() if end else start + PART_CHARS
-        tokens += enc.encode_ordinary(text[start:end])
-        start = end
-    return tokens + enc.encode_ordinary(text[start:])
-
-
 def prefix_target_text(text: str, end: int) -> str | None:
     """The expression text that text[:end] denotes, or None when it is masked."""
     if end < len(text) and text[end] in _NUMBER_CHARS and text[end - 1] in _NUMBER_CHARS:
@@ -130,7 +108,7 @@ class ExampleMaker:
 
     def __init__(self, cfg: StreamConfig):
         self.cfg = cfg
-        self.enc = tiktoken.get_encoding("gpt2")
+        self.enc = gpt2_encoding()
         self._token_len: dict[int, int] = {}
         depths = range(cfg.min_expr_depth, cfg.max_expr_depth + 1)
         weights = [(d + 1) ** cfg.depth_power for d in depths]
@@ -161,7 +139,7 @@ class ExampleMaker:
         return respace(text) if self.cfg.respace else text
 
     def tokens(self, text: str) -> list[int]:
-        return encode(self.enc, text)
+        return encode(text)
 
     def targets(self, text: str, tokens: list[int]) -> dict[str, np.ndarray]:
         """Per-position arrays for one text whose tokens fit block_size. ValueError if
@@ -192,41 +170,37 @@ class ExampleMaker:
             if n == 0:
                 continue
             if n == last_k:  # e.g. "2.5 *" after "2.5": same DAG
-                for key in ("V_mag", "V_sign", "O", "G", "value", "V_src"):
+                for key in DAG_TARGETS:
                     ex[key][t] = ex[key][last_t]
             else:
                 target = words[:n] + [")"] * depth[n]
                 try:
                     # where= names the whole text: a message is only needed if it fails
                     plan = build_plan(parse_lexemes(target, text))
-                    V_mag, V_sign, O, G, value = plan_arrays(plan, D, where=text)
+                    arrays = plan_arrays(plan, D, where=text)
                 except ValueError:  # a prefix can divide by zero: "6 / (0" of "6 / (0 + 3)"
                     if end == len(text):
                         raise
                     continue
-                ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = V_mag, V_sign, O, G
-                ex["value"][t] = float(value)
-                ex["V_src"][t, :len(plan.values)] = value_sources(plan.values, [x for x in literals if x[0] < n])
+                ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = arrays.V_mag, arrays.V_sign, arrays.O, arrays.G
+                ex["value"][t] = float(arrays.value)
+                ex["V_src"][t, :len(plan.values)] = value_sources(plan.values,
+                                                                  [x for x in literals if x.lexeme < n])
             ex["mask"][t] = True
             last_k, last_t = n, t
         return ex
 
 
-def empty_targets(T: int, D: int) -> dict[str, np.ndarray]:
-    """The DAG target arrays of T positions that have no target (mask False)."""
-    return {
-        "V_mag": np.zeros((T, 2 * D)),
-        "V_sign": np.ones((T, 2 * D)),
-        "O": np.zeros((T, D, 2 * D)),
-        "G": np.ones((T, D)),
-        "value": np.zeros(T),
-        "mask": np.zeros(T, dtype=bool),
-        "V_src": np.full((T, D), -1, dtype=np.int64),
-    }
+class Literal(NamedTuple):
+    """One literal of a text."""
+
+    lexeme: int  # its index among the text's lexemes
+    magnitude: Fraction
+    token: int  # the token where it ends
 
 
-def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dict) -> list[tuple[int, Fraction, int]]:
-    """The text's literals as (lexeme index, magnitude, token where it ends), and, in ex,
+def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dict) -> list[Literal]:
+    """The text's literals, and, in ex,
     each token's lit_index and the lit_value / lit_end of the token where each literal ends.
 
     lit_index is 1 + the index of the literal a token belongs to, and for the tokens
@@ -245,24 +219,24 @@ def read_literals(lexemes: list[tuple[str, int]], token_ends: list[int], ex: dic
         ex["lit_index"][after:t + 1] = len(literals) + 1
         mag = Fraction(word)
         ex["lit_value"][t], ex["lit_end"][t] = float(mag), True
-        literals.append((k, mag, t))
+        literals.append(Literal(k, mag, t))
         after = t + 1
     ex["lit_index"][after:len(token_ends)] = len(literals) + 1
     return literals
 
 
-def value_sources(values: list[tuple[Fraction, int]], literals: list[tuple[int, Fraction, int]]) -> list[int]:
+def value_sources(values: list[tuple[Fraction, int]], literals: list[Literal]) -> list[int]:
     """For each input value of a DAG plan (text order), the token where its literal ends:
     the next literal of that magnitude, so a -1 factor or an exponent, which are no
     values, is passed over; -2 for a value the text does not hold (the 1 of x**-k)."""
     sources, j = [], 0
     for mag, _ in values:
-        hit = next((i for i in range(j, len(literals)) if literals[i][1] == mag), None)
+        hit = next((i for i in range(j, len(literals)) if literals[i].magnitude == mag), None)
         if hit is not None:
             j = hit + 1
         else:  # out of text order only for the 1 that x**-k puts before x
-            hit = next((i for i, x in enumerate(literals) if x[1] == mag), None)
-        sources.append(-2 if hit is None else literals[hit][2])
+            hit = next((i for i, x in enumerate(literals) if x.magnitude == mag), None)
+        sources.append(-2 if hit is None else literals[hit].token)
     return sources
 
 
@@ -281,23 +255,29 @@ class Example(NamedTuple):
     targets: dict[str, np.ndarray]  # per-token arrays (ExampleMaker.targets)
 
 
+def candidate(maker: ExampleMaker, index: int, attempt: int) -> tuple[str, str]:
+    """Draw `attempt` for example `index`, as the model reads it (with the forms people
+    write and, with cfg.respace, respaced), and its tidy spacing (its split's key)."""
+    cfg = maker.cfg
+    seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
+    text = generate_expression(seed, maker.depth_of(seed), cfg.max_digits, cfg.max_decimal_places, cfg.ops,
+                               cfg.p_unary_minus, cfg.p_parens, cfg.p_power,
+                               p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
+                               p_space_in_parens=cfg.p_space_in_parens, p_neg_group=cfg.p_neg_group,
+                               p_redundant_parens=cfg.p_redundant_parens)
+    tidy = respace(text)  # once: the split and, with cfg.respace, the text read
+    return (tidy if cfg.respace else text), tidy
+
+
 def draw_example(maker: ExampleMaker, split: str, index: int, fits=None) -> Example:
     """Example `index` of a split: the first candidate drawn from its seeds that belongs
     to the split, fits block_size and dag_depth, and passes fits(example) if given (the
     text stream's: its text with the answer fits a template)."""
     cfg = maker.cfg
     for attempt in range(10_000):
-        seed = (cfg.seed * 1_000_003 + index) * 1_009 + attempt
-        depth = maker.depth_of(seed)
-        text = generate_expression(seed, depth, cfg.max_digits, cfg.max_decimal_places, cfg.ops,
-                                   cfg.p_unary_minus, cfg.p_parens, cfg.p_power,
-                                   p_trailing_zeros=cfg.p_trailing_zeros, p_no_spaces=cfg.p_no_spaces,
-                                   p_space_in_parens=cfg.p_space_in_parens, p_neg_group=cfg.p_neg_group,
-                                   p_redundant_parens=cfg.p_redundant_parens)
-        tidy = respace(text)  # once: the split and, with cfg.respace, the text read
+        text, tidy = candidate(maker, index, attempt)
         if _split_of_tidy(tidy) != split:
             continue
-        text = tidy if cfg.respace else text
         tokens = maker.tokens(text)
         if len(tokens) > cfg.block_size:
             continue
@@ -311,51 +291,14 @@ def draw_example(maker: ExampleMaker, split: str, index: int, fits=None) -> Exam
                      f"dag_depth={cfg.dag_depth}: raise them or lower max_expr_depth/max_digits")
 
 
-def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: int) -> dict[str, torch.Tensor]:
+def make_batch(maker: ExampleMaker, split: str, batch_index: int, batch_size: int) -> Batch:
     """Batch `batch_index` of a split: examples batch_index*B .. (batch_index+1)*B - 1."""
     return collate([draw_example(maker, split, i).targets
                     for i in range(batch_index * batch_size, (batch_index + 1) * batch_size)])
 
 
-def collate(examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Per-example arrays stacked into a batch of tensors (B, ...)."""
-    columns = {k: [ex[k] for ex in examples] for k in examples[0]}
-    batch_size = len(examples)
-    # The tensors of one dtype are contiguous views of one buffer: a DataLoader worker
-    # passes each storage to the training process through its own shared-memory
-    # segment, which costs far more than the copy (3 segments a batch instead of 8
-    # halves the transfer time).
-    batch = {}
-    for dtype in dict.fromkeys(arrays[0].dtype for arrays in columns.values()):
-        keys = [k for k, arrays in columns.items() if arrays[0].dtype == dtype]
-        shapes = {k: (batch_size, *columns[k][0].shape) for k in keys}
-        buffer = np.empty(sum(int(np.prod(shape)) for shape in shapes.values()), dtype=dtype)
-        shared, offset = torch.from_numpy(buffer), 0
-        for k in keys:
-            n = int(np.prod(shapes[k]))
-            np.stack(columns[k], out=buffer[offset:offset + n].reshape(shapes[k]))
-            batch[k] = shared[offset:offset + n].view(shapes[k])
-            offset += n
-    return batch
-
-
-def trim_batch(batch: dict[str, torch.Tensor], multiple: int = 1, key: str = "mask") -> dict[str, torch.Tensor]:
-    """The batch cut after the last position where any example's batch[key] (B, T) is
-    set (the DAG mask; for text, the next-token targets), rounded up to a multiple of
-    `multiple` (fewer shapes for a compiled model). Most positions are padding after
-    short texts; the model is causal, so no loss, metric or prediction at a kept
-    position reads a cut one."""
-    used = batch[key] if batch[key].dtype == torch.bool else batch[key] >= 0
-    valid = used.any(0).nonzero()
-    T = used.shape[1]
-    keep = min(T, -(-(int(valid[-1]) + 1) // multiple) * multiple) if len(valid) else min(T, multiple)
-    return {k: v[:, :keep] for k, v in batch.items()}
-
-
 class DAGStream(IterableDataset):
-    """Infinite stream of batch dicts: idx (B, T) int64; V_mag, V_sign (B, T, 2D),
-    O (B, T, D, 2D), G (B, T, D), value (B, T) float64; mask (B, T) bool; and the
-    text's literals (lit_index, lit_value, lit_end) and the copy targets V_src.
+    """Infinite stream of Batch records (data/dagset/batch.py).
     Use with DataLoader(stream, batch_size=None, num_workers=N).
 
     The j-th batch it yields (j = 0, 1, ...) is batch (start + j) * n_shards + shard of
@@ -375,7 +318,7 @@ class DAGStream(IterableDataset):
     def make_maker(self):
         return ExampleMaker(self.cfg)
 
-    def batch(self, maker, index: int) -> dict[str, torch.Tensor]:
+    def batch(self, maker, index: int) -> Batch:
         return make_batch(maker, self.split, index, self.batch_size)
 
     def __iter__(self):

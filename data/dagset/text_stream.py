@@ -1,6 +1,6 @@
 """Streaming text dataset of the full model (train.py): arithmetic questions and
 statements in a few templates, answered in the canonical number format
-(models/result_copy.format_answer):
+(data/dagset/text_format.format_answer):
 
     What is 12.5 * 4 - 3 equal to?\\nAnswer: 47
     12.5 * 4 - 3 = 47
@@ -31,20 +31,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import torch
 
+from data.dagset.batch import DAG_TARGETS, Batch, collate, empty_targets
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
-from data.dagset.streaming import (PAD_TOKEN, DAGStream, ExampleMaker, StreamConfig, collate, draw_example, empty_targets,
-                                   read_literals)
-from models.result_copy import format_answer
+from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, draw_example, read_literals
+from data.dagset.text_format import GPT2_VOCAB, PAD_TOKEN, format_answer, gpt2_encoding
 
 TEMPLATES = ("What is {e} equal to?\nAnswer: {a}", "{e} = {a}", "Compute {e}\nResult: {a}")
 _NUMBER = re.compile(rb"[0-9]+\.?[0-9]*|\.[0-9]+")  # a decimal literal, as fast_parse.lex reads one
 # a number of free text longer than this is no literal: every DAG value is within
 # [1e-100, 1e100], and float() of a longer one may overflow (int() refuses 4,300 digits)
 MAX_LITERAL_CHARS = 100
-GPT2_VOCAB = PAD_TOKEN + 1  # token ids 0 .. 50256; the model's 50304 rows pad it to a multiple of 64
 CORPUS_CHUNK = 1 << 22  # tokens a corpus check reads at a time
 
 
@@ -52,7 +50,7 @@ CORPUS_CHUNK = 1 << 22  # tokens a corpus check reads at a time
 def exact_answer(expression: str, dag_depth: int) -> str:
     """The canonical text of an expression's exact value; ValueError for text that is no
     expression, needs more than dag_depth nodes or divides by zero."""
-    return format_answer(plan_arrays(build_plan(parse_text(expression)), dag_depth, where=repr(expression))[-1])
+    return format_answer(plan_arrays(build_plan(parse_text(expression)), dag_depth, where=repr(expression)).value)
 
 
 def question(expression: str) -> str:
@@ -137,7 +135,7 @@ class TextExampleMaker:
         self.cfg = cfg
         self.T = cfg.expressions.block_size
         self.maker = ExampleMaker(cfg.expressions)
-        self.enc = self.maker.enc
+        self.enc = gpt2_encoding()
         self.corpus = {}
         if cfg.corpus_ratio > 0:
             self.corpus = {s: read_corpus(os.path.join(cfg.corpus_dir, f"{s}.bin"), self.T + 1)
@@ -184,7 +182,7 @@ class TextExampleMaker:
         row["idx"][:len(tokens)] = tokens
         row["targets"][:len(tokens)] = tokens[1:] + [PAD_TOKEN]
         last = start + n - 1  # the expression's last token: its whole DAG
-        for key in ("V_mag", "V_sign", "O", "G", "value", "V_src", "mask"):
+        for key in DAG_TARGETS:
             a = np.roll(expr[key], start, axis=0)  # the rolled-in rows are padding: no target
             if key == "V_src":
                 a = np.where(a >= 0, a + start, a)
@@ -215,17 +213,17 @@ def text_lengths(maker: ExampleMaker, expression: str, answer: str) -> list[int]
     return [sum(len(maker.tokens(part)) for part in template_parts(t, expression, answer)) for t in TEMPLATES]
 
 
-def make_text_batch(maker: TextExampleMaker, split: str, batch_index: int, batch_size: int) -> dict[str, torch.Tensor]:
+def make_text_batch(maker: TextExampleMaker, split: str, batch_index: int, batch_size: int) -> Batch:
     """Batch `batch_index` of a split: rows batch_index*B .. (batch_index+1)*B - 1."""
     return collate([maker.row(split, i) for i in range(batch_index * batch_size, (batch_index + 1) * batch_size)])
 
 
 class TextStream(DAGStream):
-    """DAGStream's sharding and resume over text rows (cfg a TextConfig): batch dicts of
-    idx, targets (B, T) and the DAG stream's keys."""
+    """DAGStream's sharding and resume over text rows (cfg a TextConfig): Batch records
+    with next-token targets."""
 
     def make_maker(self):
         return TextExampleMaker(self.cfg)
 
-    def batch(self, maker, index: int) -> dict[str, torch.Tensor]:
+    def batch(self, maker, index: int) -> Batch:
         return make_text_batch(maker, self.split, index, self.batch_size)
