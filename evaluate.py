@@ -13,6 +13,9 @@ One expression's predicted DAG, step by step, next to its target DAG:
 $ python evaluate.py --expr="2.5*3+1"
 Texts are read as the run read them: respaced (`2.5*3+1` as `2.5 * 3 + 1`) if it trained
 with respace=True; --read_as=respaced or --read_as=written chooses.
+Exact answers to the Mathematics Dataset's questions, files of question<TAB>answer
+lines (a path, or a quoted glob for a row per file), for either kind (qa_eval.py):
+$ python evaluate.py --qa_file='data/mathematics/interpolate/*.txt' --json_out=interpolate.json
 The newest checkpoint in out_dir is used unless --ckpt_path names one. Bad input
 stops the run with one line on stderr and exit status 1, before anything is evaluated.
 """
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from answer_eval import from_file, held_out, question_row, text_rows, wilson_interval
+from qa_eval import evaluate_qa, read_items
 from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.batch import collate
@@ -33,6 +37,7 @@ from data.dagset.conversion import tensor_to_expression
 from data.dagset.dag_plan import build_plan, plan_arrays
 from data.dagset.fast_parse import parse_text
 from data.dagset.streaming import FORM_KEYS, ExampleMaker, StreamConfig, make_batch
+from data.mathematics.qa_file import qa_paths
 from errors import fail
 from kinds import load_model
 from models.dag_heads import Literals
@@ -48,21 +53,25 @@ batch_size = 64
 json_out = ""  # also write the results to this JSON file
 expressions_file = ""  # evaluate these expressions instead of the held-out set
 expr = ""  # show the predicted DAG of this one expression
+qa_file = ""  # score the exact answers of question<TAB>answer lines: a file, or a glob for a row per file
 read_as = ""  # texts read as the checkpoint's run read them (""), or "respaced" or "written" whatever it did
 # -----------------------------------------------------------------------------
 given_keys = apply_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
 
-for key in ("expr", "expressions_file"):  # given, but empty: not the held-out set asked for silently
-    if key in given_keys and not globals()[key].strip():
-        fail(f"--{key} is empty: give {'an expression' if key == 'expr' else 'a file of expressions'}")
-if expr and expressions_file:
-    fail("give --expr or --expressions_file, not both")
+for key, what in (("expr", "an expression"), ("expressions_file", "a file of expressions"),
+                  ("qa_file", "a file or glob of question<TAB>answer lines")):
+    if key in given_keys and not globals()[key].strip():  # given, but empty: not the held-out set asked for silently
+        fail(f"--{key} is empty: give {what}")
+if sum(map(bool, (expr, expressions_file, qa_file))) > 1:
+    fail("give one of --expr, --expressions_file and --qa_file")
 if expr and json_out:
-    fail("--json_out is for the held-out set and --expressions_file, not --expr")
+    fail("--json_out is for the held-out set, --expressions_file and --qa_file, not --expr")
 if read_as not in ("", "respaced", "written"):
     fail(f"read_as must be 'respaced' or 'written' (or empty: as the run read), got {read_as!r}")
+if qa_file and read_as:
+    fail("--read_as is for expressions: --qa_file questions are read as written")
 try:
     validate_config({k: globals()[k] for k in ("n_per_depth", "batch_size", "seed", "device")}, full=False)
 except ValueError as e:
@@ -72,6 +81,11 @@ if json_out and os.path.isdir(json_out):
     fail(f"json_out={json_out!r} is a directory: give a file name")
 if json_out and not (os.path.isdir(json_dir) and os.access(json_dir, os.W_OK)):
     fail(f"cannot write json_out={json_out!r}: {json_dir!r} is not a writable directory")
+if qa_file:
+    try:
+        qa_paths(qa_file)  # a missing file or an empty glob, before the model is loaded
+    except ValueError as e:
+        fail(f"--qa_file: {e}")
 
 try:
     loaded = load_model(out_dir, ckpt_path, device)
@@ -309,7 +323,20 @@ def show_expression(text: str) -> None:
           f"close: {'yes' if metrics['close'].item() else 'no'})")
 
 
-if loaded.kind.name == "lm":
+def evaluate_qa_file() -> dict:
+    """Exact answers to every question of the qa files (qa_eval.py), each line checked first."""
+    try:
+        items = read_items(qa_file, model.config.dag_depth)
+    except ValueError as e:
+        fail(str(e))
+    about = f": a train.py language model, {loaded.description}" if loaded.kind.name == "lm" else ""
+    print(f"checkpoint {ckpt_path} (iter {loaded.iter_num}){about}")
+    return evaluate_qa(loaded, items, batch_size)
+
+
+if qa_file:
+    result = evaluate_qa_file()
+elif loaded.kind.name == "lm":
     result = evaluate_lm()
 else:
     maker = predictor_maker()

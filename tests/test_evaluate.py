@@ -249,7 +249,7 @@ def bad_inputs(out_dir, tmp_path_factory) -> dict[str, tuple[list[str], str, int
         "missing expressions_file": ([run_dir, f"--expressions_file={tmp / 'nope.txt'}"], "No such file", 1),
         "bad expression line": ([run_dir, f"--expressions_file={bad_line}"], f"{bad_line}:2: unexpected '*'", 1),
         "no expressions": ([run_dir, f"--expressions_file={tmp / 'comments.txt'}"], "no expressions", 1),
-        "two modes": ([run_dir, "--expr=1", f"--expressions_file={bad_line}"], "not both", 1),
+        "two modes": ([run_dir, "--expr=1", f"--expressions_file={bad_line}"], "give one of --expr", 1),
         "config error": ([run_dir, "--n_per_depth=many"], "config error: key 'n_per_depth'", 2),
         "bad read_as": ([run_dir, "--read_as=tidy"], "read_as must be 'respaced' or 'written'", 1),
         "a million spaces": ([run_dir, f"--expressions_file={tmp / 'spaces.txt'}"],
@@ -292,3 +292,47 @@ def test_the_held_out_set_is_tidy_whatever_forms_the_run_trained_on(held_out, ou
     code, stdout, stderr = run(f"--ckpt_path={styled}", f"--n_per_depth={N_PER_DEPTH}", "--batch_size=5")
     assert code == 0, stderr
     assert after_checkpoint_line(stdout) == after_checkpoint_line(held_out[0])
+
+
+@pytest.fixture(scope="module")
+def qa_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qa")
+    (tmp / "arithmetic__add.txt").write_text("What is 2 + 3?\t5\nSum 0.5 and 0.25.\t0.75\n")
+    (tmp / "arithmetic__div.txt").write_text("Divide 6 by 4.\t3/2\n")
+    return tmp
+
+
+def test_qa_file_rows_per_file_and_json(out_dir, qa_dir, tmp_path):
+    json_out = tmp_path / "qa.json"
+    code, stdout, stderr = run(f"--out_dir={out_dir}", f"--qa_file={qa_dir / '*.txt'}", f"--json_out={json_out}")
+    assert code == 0 and stderr == "", stderr
+    lines = after_checkpoint_line(stdout)
+    assert lines[0] == "3 questions read as written; exact answers with 95% Wilson intervals"
+    assert [line.split()[:2] for line in lines[2:]] == [["arithmetic__add", "2"], ["arithmetic__div", "1"],
+                                                         ["all", "3"]]
+    result = json.loads(json_out.read_text())
+    assert set(result) == {"checkpoint", "iter_num", "arithmetic__add", "arithmetic__div", "all"}
+    assert result["all"]["n"] == 3 and result["all"]["low"] <= result["all"]["exact"] <= result["all"]["high"]
+    code, stdout, _ = run(f"--out_dir={out_dir}", f"--qa_file={qa_dir / 'arithmetic__div.txt'}")
+    assert code == 0 and [line.split()[:2] for line in after_checkpoint_line(stdout)[2:]] == [["arithmetic__div", "1"]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("What is 2 + 3?\t5\nWhat is 2 + 3?\n", "bad.txt:2: expected question<TAB>answer"),
+    ("What is 2 + 3?\tfive\n", "bad.txt:1: answer 'five' is not an integer, a decimal or a fraction p/q"),
+    ("Calculate 1 + 2 + 3 + 4.\t10\n", "has 4 literals and needs dag_depth >= 4, more than the checkpoint's "
+                                        "dag_depth=3: the questions need a checkpoint with dag_depth >= 4"),
+])
+def test_qa_file_bad_lines(out_dir, tmp_path, text, message):
+    (tmp_path / "bad.txt").write_text(text)
+    assert_one_line_error(run(f"--out_dir={out_dir}", f"--qa_file={tmp_path / 'bad.txt'}"), message)
+
+
+def test_qa_file_bad_arguments(out_dir, qa_dir, tmp_path):
+    run_dir = f"--out_dir={out_dir}"
+    assert_one_line_error(run(run_dir, f"--qa_file={tmp_path / 'nope.txt'}"), "--qa_file: ")
+    assert_one_line_error(run(run_dir, f"--qa_file={tmp_path / '*.txt'}"), "no file matches")
+    assert_one_line_error(run(run_dir, "--qa_file= "), "--qa_file is empty")
+    assert_one_line_error(run(run_dir, f"--qa_file={qa_dir / '*.txt'}", "--expr=1"), "give one of --expr")
+    assert_one_line_error(run(run_dir, f"--qa_file={qa_dir / '*.txt'}", "--read_as=written"),
+                          "questions are read as written")
