@@ -40,9 +40,10 @@ DEVICES = ("cpu", "cuda", "mps")  # 'cuda:<n>' names one GPU
 MAX_NEW_TOKENS = 10_000
 # settings of the training scripts with no range here: any value of the default's type
 # (which configurator.py enforces) is valid, or the code that reads them checks them
-# before training, in one line (init_from: kinds.start_model; corpus: the text stream)
+# before training, in one line (init_from: kinds.start_model; corpus: the text stream;
+# math_dir: check_data_fits)
 NO_RANGE = {"wandb_log", "wandb_project", "wandb_run_name", "eval_only", "always_save_checkpoint",
-                      "init_from", "corpus", "literal_embedding", "literal_states", "step_states", "bias",
+                      "init_from", "corpus", "math_dir", "literal_embedding", "literal_states", "step_states", "bias",
                       "respace", "decay_lr", "compile", "time_parts", "log_json"}
 
 
@@ -115,6 +116,7 @@ RANGES = {
     "gradient_accumulation_steps": at_least(1),
     "dtype": one_of(*DTYPES),
     "value_head": one_of(*VALUE_HEADS),
+    "dataset": one_of("expressions", "mathematics"),
     "backend": one_of(*(b for b in Backend.backend_list if b != "undefined")),
     # the text stream hashes the seed as an int64; torch.manual_seed takes up to 2**64 - 1
     "seed": int_range(0, 2 ** 63 - 1),
@@ -201,6 +203,10 @@ def check_across_keys(config: dict) -> None:
             raise ValueError(f"max_digits + max_decimal_places must be <= {MAX_SIGNIFICANT_DIGITS} (the digits "
                              f"a float64 holds exactly), got {config['max_digits']} + "
                              f"{config['max_decimal_places']} = {total}")
+    if get("dataset") == "mathematics" and (get("value_head", "copy") != "copy" or get("respace")):
+        # literals of up to 19 digits: only a copy head writes them; questions are read as written
+        raise ValueError(f"dataset='mathematics' needs value_head='copy' and respace=False, got "
+                         f"value_head={get('value_head', 'copy')!r}, respace={get('respace', False)}")
     if get("p_power", 0) > 0 and "max_coefficient" in config and config["max_coefficient"] < MAX_POWER:
         raise ValueError(f"max_coefficient must be >= {MAX_POWER} with p_power > 0 (powers up to "
                          f"x**{MAX_POWER}), got max_coefficient={config['max_coefficient']}, "
@@ -225,9 +231,16 @@ def check_data_fits(config: dict, draws_per_depth: int = DRAWS_PER_DEPTH, texts:
       max_coefficient, which the model's coefficient classes -C..C cannot say.
     A sample, not a bound: a depth whose expressions mostly fit passes even if a few
     are skipped (and the streams pass over the rare text the sample missed). Skipped
-    unless the config sets dag_depth, block_size and max_coefficient."""
+    unless the config sets dag_depth, block_size and max_coefficient. With
+    dataset='mathematics', every training question of math_dir must fit block_size and
+    dag_depth (data/mathematics/stream.check_fits) instead."""
     from data.dagset.streaming import ExampleMaker, StreamConfig, candidate
     from data.dagset.text_stream import exact_answer, text_lengths
+    from data.mathematics.stream import check_fits
+
+    if config.get("dataset") == "mathematics":
+        check_fits(config["math_dir"], config["dag_depth"], config["block_size"])
+        return
 
     names = [f.name for f in dataclasses.fields(StreamConfig) if f.name != "ops"]
     if not all(k in config for k in ("dag_depth", "block_size", "max_coefficient")):

@@ -8,6 +8,8 @@ DDP, e.g. 2 processes on one machine:
 $ torchrun --standalone --nproc_per_node=2 train_predictor.py config/train_predictor_config.py
 Resume the newest checkpoint in out_dir:
 $ python train_predictor.py config/train_predictor_config.py --init_from=resume
+On the Mathematics Dataset's arithmetic training questions (data/mathematics/prepare.py first):
+$ python train_predictor.py config/train_predictor_mathematics.py
 """
 import sys
 
@@ -19,6 +21,7 @@ from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.batch import Batch
 from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, expression_defaults, make_batch
+from data.mathematics.stream import MathConfig, MathRows, MathStream, make_math_batch
 from errors import fail
 from kinds import KINDS, MODEL_KEYS, start_model
 from models.dag_heads import Literals
@@ -43,6 +46,9 @@ wandb_log = False
 wandb_project = "nanogpt-dag"
 wandb_run_name = "predictor"
 # data
+dataset = "expressions"  # 'expressions': the project's generator, drawn by the settings below; 'mathematics':
+# the Mathematics Dataset's training questions, read as written (data/mathematics/stream.py)
+math_dir = "data/mathematics"  # with dataset='mathematics': the out_dir of data/mathematics/prepare.py
 batch_size = 32
 block_size = 32
 gradient_accumulation_steps = 1
@@ -112,12 +118,17 @@ training = setup_training("predictor", start, config, proc)
 raw_model = training.raw_model
 try:
     loss_weights = loss_weights_of(config)
-    stream_cfg = StreamConfig.from_settings(config)
+    if dataset == "mathematics":
+        stream_cls, stream_cfg = MathStream, MathConfig(math_dir, dag_depth, block_size, seed)
+        val_rows = MathRows(stream_cfg)
+        val_batches = [make_math_batch(val_rows, "val", b, batch_size) for b in range(eval_iters)]
+    else:
+        stream_cls, stream_cfg = DAGStream, StreamConfig.from_settings(config)
+        val_maker = ExampleMaker(stream_cfg)
+        val_batches = [make_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
 except ValueError as e:
     fail(str(e))
-train_iter = train_batches(DAGStream, stream_cfg, config, start.iter_num, proc)
-val_maker = ExampleMaker(stream_cfg)
-val_batches = [make_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
+train_iter = train_batches(stream_cls, stream_cfg, config, start.iter_num, proc)
 resume_rng(start, device)
 start = None  # free the checkpoint's memory
 

@@ -52,7 +52,7 @@ def test_defaults_pass_with_data_checks():
     ("value_head", "foo", "one of 'digits', 'copy'"), ("seed", 10 ** 45, "an integer in 0..9223372036854775807"),
     ("seed", -1, "an integer in 0..9223372036854775807"), ("max_new_tokens", 10 ** 9, "an integer in 1..10000"),
     ("temperature", float("inf"), ">= 0"), ("top_k", 0, ">= 1"), ("num_samples", 0, ">= 1"),
-    ("n_per_depth", 0, ">= 1"),
+    ("n_per_depth", 0, ">= 1"), ("dataset", "mnist", "one of 'expressions', 'mathematics'"),
 ])
 def test_out_of_range_names_key_range_and_value(key, value, allowed):
     shown = repr(value) if isinstance(value, str) else str(value)
@@ -74,6 +74,9 @@ def test_dag_depth_zero_allowed_for_a_plain_gpt():
     (dict(max_expr_depth=4), "max_expr_depth=4 needs dag_depth >= 5"),
     (dict(max_digits=8, max_decimal_places=8), "max_digits + max_decimal_places must be <= 15"),
     (dict(p_power=0.1, max_coefficient=2), "max_coefficient must be >= 3 with p_power > 0"),
+    (dict(dataset="mathematics", value_head="digits"), "dataset='mathematics' needs value_head='copy' and "
+                                                       "respace=False, got value_head='digits', respace=False"),
+    (dict(dataset="mathematics", respace=True), "got value_head='copy', respace=True"),
 ])
 def test_settings_that_do_not_fit_together(changes, text):
     assert text in message(**changes)

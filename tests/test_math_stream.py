@@ -17,17 +17,21 @@ from models.exact_executor import execute_exact
 from tests.test_mathematics import fixture_lines
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    """The fixture's training lines as prepared files; its test files hold lines that
-    are no questions, which reading them would refuse."""
+def write_prepared(path) -> None:
+    """The fixture's training lines as prepared files in path; its test files hold lines
+    that are no questions, which reading them would refuse."""
     lines = {}
     for split, module, question, answer in fixture_lines():
         lines.setdefault(f"{split}/{module}.txt", []).append(f"{question}\t{answer}")
     for name, rows in lines.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (path / name).parent.mkdir(exist_ok=True, parents=True)
         test_file = name.startswith(("interpolate", "extrapolate"))
-        (tmp_path / name).write_text("no question\n" if test_file else "\n".join(rows) + "\n")
+        (path / name).write_text("no question\n" if test_file else "\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    write_prepared(tmp_path)
     return tmp_path
 
 

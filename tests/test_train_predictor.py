@@ -13,7 +13,9 @@ import torch
 
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from tests.script_runs import ROOT, assert_one_line_error, assert_same_tensors, ckpts, finish, launch_script, load
+from tests.script_runs import (ROOT, assert_one_line_error, assert_same_tensors, ckpts, finish, launch_script, load,
+                               run_in_process)
+from tests.test_math_stream import write_prepared
 
 SCRIPT = os.path.join(ROOT, "train_predictor.py")
 CONFIG = os.path.join(ROOT, "config", "train_predictor_config.py")
@@ -256,3 +258,23 @@ def test_init_from_local_gpt2_directory(tmp_path):
 def test_init_from_missing_directory_is_one_line_error(tmp_path):
     result = train(f"--out_dir={tmp_path}", "--init_from=/no/such/dir", ok=False)
     assert_one_line_error(result, "error: init_from='/no/such/dir'")
+
+
+def test_mathematics_config_trains_on_the_benchmark_files(tmp_path):
+    """config/train_predictor_mathematics.py, shrunk, on the real generator lines of the
+    fixture; evaluate.py scores its checkpoint on the training files' questions."""
+    write_prepared(tmp_path / "data")
+    config = os.path.join(ROOT, "config", "train_predictor_mathematics.py")
+    args = [f"--math_dir={tmp_path / 'data'}", "--n_layer=1", "--n_head=2", "--n_embd=32", "--batch_size=4",
+            "--num_workers=0", "--eval_iters=1", "--max_iters=2", "--eval_interval=2", "--log_interval=1"]
+    result = finish(launch_script([SCRIPT, config, *args, f"--out_dir={tmp_path / 'out'}"]))
+    assert re.search(r"^iter 2: val loss \S+ .* final-token exact", result.stdout, re.M)
+    ckpt = load(tmp_path / "out" / "ckpt_00000002.pt")
+    assert ckpt["config"]["dataset"] == "mathematics" and ckpt["model_args"]["dag_depth"] == 12
+    scored = run_in_process(os.path.join(ROOT, "evaluate.py"), f"--out_dir={tmp_path / 'out'}",
+                            f"--qa_file={tmp_path / 'data' / 'train-easy' / '*.txt'}")
+    assert scored.returncode == 0, scored.stderr
+    assert re.search(r"^all +35 [01]\.\d{4} \[", scored.stdout, re.M)
+    too_small = finish(launch_script([SCRIPT, config, *args, "--block_size=16", f"--out_dir={tmp_path / 'x'}"]),
+                       ok=False)
+    assert_one_line_error(too_small, "GPT-2 tokens, more than block_size=16: give block_size >= ")
