@@ -91,8 +91,8 @@ def test_difference_is_never_negative_and_minus_one_is_a_sign():
 
 @pytest.mark.parametrize("question, answer, steps", [
     ("Evaluate (6 + (-1 - 6))/(-1).", 1, 1),  # real questions whose root product is one sum
-    ("What is the value of (-4 - 7 - -5)*-1?", 6, 1),  # times -1: build_plan alone gives 2
-    ("Calculate (18/4 + (-2)/4)*-1.", -4, 3),  # build_plan alone adds a fourth step, -1 * node
+    ("What is the value of (-4 - 7 - -5)*-1?", 6, 1),  # times -1: the sum's coefficients negated
+    ("Calculate (18/4 + (-2)/4)*-1.", -4, 3),  # and no fourth step, -1 * node
     ("(-1)/((-1)/(7 + 7))", 14, 1),  # a root sum that is also a divisor's factor
 ])
 def test_sign_of_a_root_product_of_one_sum(question, answer, steps):

@@ -15,6 +15,7 @@ the same computation gives the same tensors:
   nearest linear step (a -1 factor in a product is a sign, never a value);
 - a product with no linear step above it (the root) puts its sign on its first literal
   with an odd exponent, else flips the first such linear operand, else ends in a -1 step;
+  a root product that reduces to one sum, (8 - 3) * -1, negates that sum's coefficients;
 - literals become the initial nodes in text order, steps are numbered in post-order,
   and unused steps copy the previous node, so the last node holds the result.
 """
@@ -92,7 +93,9 @@ def _linear_terms(node: tuple, coef: int, out: list, divisors: list) -> None:
             _linear_terms(child, coef * c, out, divisors)
         return
     frag, sign = _canon(node, divisors)
-    if frag[0] == "lin":
+    # a sum that is a divisor's factor stays a node of its own: flattened into this sum,
+    # it would never be emitted, and the divisor check could not find it
+    if frag[0] == "lin" and not any(f is frag for f in divisors):
         out.extend((f, coef * sign * c) for f, c in frag[1])
     else:
         out.append((frag, coef * sign))
@@ -152,6 +155,8 @@ def build_plan(tree: tuple) -> DAGPlan:
 
     if sign == -1 and root[0] == "leaf":
         root[2] = -root[2]
+    elif sign == -1 and root[0] == "lin":  # a product that reduces to one sum: (8 - 3) * -1
+        root[1][:] = [(g, -c) for g, c in root[1]]  # in place: divisors refer to root
     elif sign == -1 and not _absorb_sign(root):
         root = ["lin", [(root, -1)]]
     emit(root)

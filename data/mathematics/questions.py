@@ -154,22 +154,8 @@ def parse_question(text: str) -> BenchmarkQuestion:
 
 
 def question_plan(question: BenchmarkQuestion) -> DAGPlan:
-    """The canonical DAG plan of a question: dag_plan.build_plan of its expression's tree,
-    a product at the root wrapped in a sum of one term.
-
-    build_plan puts the sign of a root product that reduces to one sum, `(8 - 3)*(-1)`
-    or `-1*(a - b)`, on one term of the sum (8 + 3: -11), and the mixed modules write
-    such products. Below a sum the sign goes into every coefficient, as it should (and
-    no `-1 * node` step is added where build_plan gets the sign right). Left unwrapped:
-    a root sum that is also a divisor's factor, `(-1)/((-1)/(7 + 7))`, which build_plan
-    cannot flatten into another sum (KeyError); such a plan is right unless its sign is
-    negative. Once dag_plan.build_plan negates a root sum's coefficients itself, this is
-    build_plan(tree)."""
-    tree = parse_lexemes([w for w, _ in lex(question.expression)], question.expression)
-    plan = build_plan(tree)
-    if tree[0] != "mul" or ("s", len(plan.steps) - 1) in plan.divisors:
-        return plan
-    return build_plan(("add", [(tree, 1)]))
+    """The canonical DAG plan of a question: dag_plan.build_plan of its expression's tree."""
+    return build_plan(parse_lexemes([w for w, _ in lex(question.expression)], question.expression))
 
 
 def question_dag_depth(question: BenchmarkQuestion) -> int:
