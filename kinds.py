@@ -140,7 +140,8 @@ def resume(kind: Kind, checkpoint: dict, path: str, config: dict, overridden: li
         model = build(kind, checkpoint | {"model_args": model_args}, path)
     except ValueError as e:
         fail(str(e))
-    return ModelStart(model, model_args, checkpoint["iter_num"], checkpoint["best_val_loss"], checkpoint, path)
+    return ModelStart(model, model_args, iter_num=checkpoint["iter_num"], best_val_loss=checkpoint["best_val_loss"],
+                      checkpoint=checkpoint, ckpt_path=path)
 
 
 def warm_start(checkpoint: dict, path: str, config: dict, overridden: list[str]) -> ModelStart:

@@ -4,8 +4,6 @@ The loss has one term per part of the DAG (each component in models/dag_heads.py
 its own), averaged over valid positions only (the dataset's mask): input values, input
 signs, operand coefficients, domain gates, and the executed value against the exact one.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from answer_eval import wilson_interval
 from data.dagset.batch import Batch
 from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
 from models.dag_heads import Literals, PairLayer, Positions, digit_targets, literal_states
 from models.dag_model import DAGPrediction, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from answer_eval import wilson_interval
 from predictor_utils import dag_losses, final_token_metrics, loss_weights_of
 
 D, MAX_DIGITS, PLACES, C = 3, 4, 4, 3
