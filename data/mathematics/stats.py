@@ -11,7 +11,7 @@ the sizes: literals, DAG steps and the dag_depth that holds the plan, the longes
 literal's digits, question and answer lengths in characters and GPT-2 tokens (the
 answer as written after a space), how many answers the float64 executor alone could
 not have given (even rounded to the answer's own decimal places or denominator), how
-many the project's canonical answer format (result_copy.format_answer: 6 decimal
+many the project's canonical answer format (text_format.format_answer: 6 decimal
 places, 15 digits, no fractions) writes otherwise even from the exact value, and how
 many test questions are also training questions. Exits 1 if any question fails a check.
 """
@@ -30,16 +30,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # run as a script
 
-from common import fail  # noqa: E402
 from configurator import apply_config  # noqa: E402
 from data.mathematics.answers import format_benchmark_answer, read_benchmark_answer  # noqa: E402
 from data.mathematics.prepare import (  # noqa: E402
     EXTRAPOLATION_MODULES, INTERPOLATION_MODULES, TEST_SPLITS, TRAIN_SPLITS, split_path)
 from data.dagset.dag_plan import plan_size  # noqa: E402
+from data.dagset.text_format import format_answer  # noqa: E402
+from data.mathematics.qa_file import QA, read_qa  # noqa: E402
 from data.mathematics.questions import parse_question, question_plan, question_targets  # noqa: E402
+from errors import fail  # noqa: E402
 from models.dag_executor import DAGExecutor  # noqa: E402
 from models.exact_executor import execute_exact  # noqa: E402
-from models.result_copy import format_answer  # noqa: E402
 
 
 @dataclass
@@ -59,20 +60,8 @@ class FileStats:
     answer_chars: list[int] = field(default_factory=list)
     answer_tokens: list[int] = field(default_factory=list)
     float64_wrong: int = 0
-    canonical_differs: int = 0  # answers that result_copy.format_answer, the project's format, writes otherwise
+    canonical_differs: int = 0  # answers that text_format.format_answer, the project's format, writes otherwise
     in_train: int = 0
-
-
-def read_qa(path: str) -> list[tuple[str, str]]:
-    """The (question, answer) lines of a prepared file; ValueError naming a bad line."""
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{number}: expected question<TAB>answer, got {line.rstrip()!r}")
-            pairs.append((parts[0], parts[1]))
-    return pairs
 
 
 def _float64_gives(value: float, exact: Fraction, answer: str) -> bool:
@@ -85,10 +74,10 @@ def _float64_gives(value: float, exact: Fraction, answer: str) -> bool:
     return round(Fraction(value), places) == exact
 
 
-def check_file(stats: FileStats, pairs: list[tuple[str, str]], enc: tiktoken.Encoding, train: set[str]) -> None:
+def check_file(stats: FileStats, pairs: list[QA], enc: tiktoken.Encoding, train: set[str]) -> None:
     """Fill stats from one file's questions."""
     read = []  # (question, answer, BenchmarkQuestion, plan) of the questions that parse
-    for question, answer in pairs:
+    for question, answer, _ in pairs:
         try:
             q = parse_question(question)
             read.append((question, answer, q, question_plan(q)))
@@ -171,9 +160,9 @@ def main() -> None:
     enc = tiktoken.get_encoding("gpt2")
     try:
         qa = {path: read_qa(path) for *_, path in files}
-    except (ValueError, OSError) as e:
+    except ValueError as e:
         fail(e)
-    train = {question for split, _, path in files if split in TRAIN_SPLITS for question, _ in qa[path]}
+    train = {line.question for split, _, path in files if split in TRAIN_SPLITS for line in qa[path]}
     all_stats = []
     for split, module, path in files:
         stats = FileStats(split, module)
