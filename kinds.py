@@ -31,7 +31,8 @@ class Kind:
 KINDS = {
     "predictor": Kind("predictor", PredictorOnlyModel, "train_predictor.py DAG predictor",
                       "train_predictor.py checkpoint",
-                      ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "respace", "seed")),
+                      ("batch_size", "gradient_accumulation_steps", "dataset", "math_dir", *EXPRESSION_KEYS, "respace",
+                       "seed")),
     "lm": Kind("lm", GPT, "train.py language model", "whole train.py checkpoint",
                ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "seed", "corpus", "corpus_ratio")),
 }

@@ -28,7 +28,7 @@ import torch
 
 from answer_eval import wilson_interval
 from data.dagset.batch import collate
-from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
+from data.dagset.text_format import encode
 from data.mathematics.answers import format_benchmark_answer
 from data.mathematics.qa_file import file_labels, qa_paths, read_qa
 from data.mathematics.questions import BenchmarkQuestion, parse_question, question_dag_depth
@@ -36,7 +36,7 @@ from data.mathematics.rows import lm_prompt, question_row
 from kinds import Loaded
 from models.dag_heads import Literals
 from models.exact_executor import execute_exact
-from text_generation import generate
+from text_generation import complete_line
 
 MAX_ANSWER_TOKENS = 32  # the dataset's longest answers (22 characters) take fewer GPT-2 tokens
 
@@ -122,18 +122,13 @@ def predictor_answers(loaded: Loaded, items: list[Item], batch_size: int) -> lis
     return answers
 
 
-@torch.no_grad()
 def lm_answer(loaded: Loaded, question: str) -> str | None:
     """A language model's answer, greedily decoded to the end of its line; None when the
     prompt leaves no room in block_size for an answer token."""
-    enc, model = gpt2_encoding(), loaded.model
-    prompt = encode(lm_prompt(question))
-    if len(prompt) >= model.config.block_size:
+    prompt = lm_prompt(question)
+    if len(encode(prompt)) >= loaded.model.config.block_size:
         return None
-    stop = (PAD_TOKEN, *enc.encode_ordinary("\n"), *enc.encode_ordinary("\n\n"))
-    idx = torch.tensor([prompt], device=next(model.parameters()).device)
-    out = generate(model, idx, MAX_ANSWER_TOKENS, temperature=0, stop=stop)
-    return enc.decode(list(out)).replace("<|endoftext|>", "").split("\n")[0].strip()
+    return complete_line(loaded.model, prompt, MAX_ANSWER_TOKENS)
 
 
 def summary(hits: list[bool], unfit: int) -> dict:

@@ -46,15 +46,21 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
             break
 
 
-def answer(model: GPT, expression: str, max_new_tokens: int = 32) -> str:
-    """The model's answer to the question format of training, greedily decoded up to
-    the end of its line."""
+def complete_line(model: GPT, prompt: str, max_new_tokens: int = 32) -> str:
+    """The model's greedy continuation of a prompt, up to the end of its line; ValueError
+    when the prompt leaves no room in block_size for a token."""
     enc = gpt2_encoding()
-    prompt = enc.encode_ordinary(question(expression))
-    if len(prompt) >= model.config.block_size:
-        raise ValueError(f"the question for {expression!r} is {len(prompt)} tokens, not less than "
+    tokens = enc.encode_ordinary(prompt)
+    if len(tokens) >= model.config.block_size:
+        raise ValueError(f"the prompt {prompt!r} is {len(tokens)} tokens, not less than "
                          f"block_size={model.config.block_size}")
     device = next(model.parameters()).device
     stop = (PAD_TOKEN, *enc.encode_ordinary("\n"), *enc.encode_ordinary("\n\n"))
-    out = generate(model, torch.tensor([prompt], device=device), max_new_tokens, temperature=0, stop=stop)
+    out = generate(model, torch.tensor([tokens], device=device), max_new_tokens, temperature=0, stop=stop)
     return enc.decode(list(out)).replace("<|endoftext|>", "").split("\n")[0].strip()
+
+
+def answer(model: GPT, expression: str, max_new_tokens: int = 32) -> str:
+    """The model's answer to the question format of training, greedily decoded up to
+    the end of its line."""
+    return complete_line(model, question(expression), max_new_tokens)
