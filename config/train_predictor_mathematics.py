@@ -25,8 +25,8 @@ n_embd = 128
 dropout = 0.0
 
 learning_rate = 1e-3
-max_iters = 3000
-lr_decay_iters = 3000
+max_iters = 900
+lr_decay_iters = 900
 warmup_iters = 50
 min_lr = 1e-4
 device = "cpu"
