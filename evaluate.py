@@ -1,7 +1,7 @@
 """
 Evaluate a DAG predictor checkpoint of train_predictor.py, or a train.py language model
 (exact answers written in text, for both the DAG model and the plain baseline:
-answer_eval.py; the same flags).
+run/answer_eval.py; the same flags).
 
 Final-token accuracy by expression depth, on a fixed, seeded held-out set of
 validation-split expressions drawn as in training:
@@ -14,7 +14,7 @@ $ python evaluate.py --expr="2.5*3+1"
 Texts are read as the run read them: respaced (`2.5*3+1` as `2.5 * 3 + 1`) if it trained
 with respace=True; --read_as=respaced or --read_as=written chooses.
 Exact answers to the Mathematics Dataset's questions, files of question<TAB>answer
-lines (a path, or a quoted glob for a row per file), for either kind (qa_eval.py):
+lines (a path, or a quoted glob for a row per file), for either kind (run/qa_eval.py):
 $ python evaluate.py --qa_file='data/mathematics/interpolate/*.txt' --json_out=interpolate.json
 The newest checkpoint in out_dir is used unless --ckpt_path names one. Bad input
 stops the run with one line on stderr and exit status 1, before anything is evaluated.
@@ -28,9 +28,6 @@ import tempfile
 import numpy as np
 import torch
 
-from answer_eval import from_file, held_out, question_row, text_rows, wilson_interval
-from qa_eval import evaluate_qa, read_items
-from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.batch import collate
 from data.dagset.conversion import tensor_to_expression
@@ -39,9 +36,12 @@ from data.dagset.fast_parse import parse_text
 from data.dagset.streaming import FORM_KEYS, ExampleMaker, StreamConfig, make_batch
 from data.mathematics.qa_file import qa_paths
 from errors import fail
-from kinds import load_model
 from models.dag_heads import Literals
-from predictor_utils import final_token_metrics, relative_error
+from models.dag_model import final_token_metrics, relative_error
+from run.answer_eval import from_file, held_out, question_row, text_rows, wilson_interval
+from run.config_checks import validate_config
+from run.kinds import load_model
+from run.qa_eval import evaluate_qa, read_items
 
 # -----------------------------------------------------------------------------
 out_dir = "out-predictor"
@@ -122,7 +122,7 @@ def write_json(result: dict) -> None:
 
 
 def evaluate_lm() -> dict:
-    """A train.py language model: exact answers written in text (answer_eval.py)."""
+    """A train.py language model: exact answers written in text (run/answer_eval.py)."""
     try:
         rows = text_rows(loaded)
     except ValueError as e:
@@ -324,7 +324,7 @@ def show_expression(text: str) -> None:
 
 
 def evaluate_qa_file() -> dict:
-    """Exact answers to every question of the qa files (qa_eval.py), each line checked first."""
+    """Exact answers to every question of the qa files (run/qa_eval.py), each line checked first."""
     try:
         items = read_items(qa_file, model.config.dag_depth)
     except ValueError as e:

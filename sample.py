@@ -10,12 +10,12 @@ import sys
 
 import torch
 
-from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
 from errors import fail
-from kinds import load_model
-from text_generation import generate
+from run.config_checks import validate_config
+from run.kinds import load_model
+from run.text_generation import generate
 
 # -----------------------------------------------------------------------------
 out_dir = "out-daggpt"

@@ -17,19 +17,19 @@ import sys
 
 import torch
 
-from common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
-                    start_wandb, train_batches)
-from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.batch import Batch
 from data.dagset.streaming import StreamConfig, expression_defaults
 from data.dagset.text_stream import TextConfig, TextExampleMaker, TextStream, make_text_batch
 from errors import fail
-from kinds import KINDS, MODEL_KEYS, start_model
 from models.dag_heads import Literals
 from models.dag_model import DAGPrediction, Teacher
 from predictor_utils import DEFAULT_LOSS_WEIGHTS, dag_losses, loss_weights_of, total_loss
-from train_loop import no_mark, train
+from run.common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
+                        start_wandb, train_batches)
+from run.config_checks import validate_config
+from run.kinds import KINDS, MODEL_KEYS, start_model
+from run.train_loop import no_mark, train
 
 # -----------------------------------------------------------------------------
 # default config values: a tiny model on a laptop CPU (config/train_daggpt.py)

@@ -15,19 +15,19 @@ import sys
 
 import torch
 
-from common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
-                    start_wandb, train_batches)
-from config_checks import validate_config
 from configurator import apply_config
 from data.dagset.batch import Batch
 from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, expression_defaults, make_batch
 from data.mathematics.stream import MathConfig, MathRows, MathStream, make_math_batch
 from errors import fail
-from kinds import KINDS, MODEL_KEYS, start_model
 from models.dag_heads import Literals
 from models.dag_model import DAGPrediction
 from predictor_utils import DEFAULT_LOSS_WEIGHTS, LOSS_NAMES, dag_losses, loss_weights_of, total_loss
-from train_loop import no_mark, train
+from run.common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
+                        start_wandb, train_batches)
+from run.config_checks import validate_config
+from run.kinds import KINDS, MODEL_KEYS, start_model
+from run.train_loop import no_mark, train
 
 # -----------------------------------------------------------------------------
 # default config values: a tiny model that learns on a laptop CPU in minutes
@@ -71,7 +71,7 @@ step_states = False  # coefficients and gates also read a state per step, attend
 max_coefficient = 3
 # loss weights: mag_weight, sign_weight, op_weight, gate_weight, exec_weight
 globals().update(DEFAULT_LOSS_WEIGHTS)
-# adamw optimizer: weight_decay, beta1, beta2, grad_clip, decay_lr, warmup_iters, min_lr (common.py)
+# adamw optimizer: weight_decay, beta1, beta2, grad_clip, decay_lr, warmup_iters, min_lr (run/common.py)
 globals().update(OPTIMIZER_DEFAULTS)
 learning_rate = 1e-3
 max_iters = 1000

@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data.dagset.batch import Batch
 from models.base_model import Backbone, configure_optimizers, gpt2_config_args, load_gpt2_weights
 from models.dag_executor import DAGExecutor
-from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Positions, Signs
+from models.dag_heads import VALUE_HEADS, Coefficients, Gates, Literals, Positions, Signs, causal_coef_mask
 from models.result_copy import MAX_RESULT_TOKENS, ResultCopy, ResultTokens, mixed_log_probs, mixed_nll
 
 @dataclass
@@ -72,6 +73,40 @@ class DAGPrediction:
         """The discrete DAG the heads describe: argmax values and coefficients, +-1
         signs, 0/1 gates."""
         return self._decode("hard")
+
+
+def relative_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """|pred - true| / |true|, with |true| floored at 1e-12 so a zero result must be hit
+    within 1e-18 (the exact executor gives exactly 0 for an exact zero DAG)."""
+    return (pred - true).abs() / true.abs().clamp(min=1e-12)
+
+
+def final_token_metrics(pred: DAGPrediction, batch: Batch, executed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-example (B,) metrics at the last valid token, where the whole expression has
+    been read: exact (rel. error <= 1e-6) and close (<= 1e-2) execution of the hard DAG
+    `executed` (B, T); structure (every sign, readable coefficient and gate right) and
+    values (every input value right), so one sees which part fails; and the fraction of
+    input signs, causally readable O entries and steps that are right."""
+    mask = batch.mask
+    B, T = mask.shape
+    last = (torch.arange(T, device=mask.device) * mask).argmax(-1)  # (B,)
+    rows = torch.arange(B, device=mask.device)
+    V_mag, V_sign, O, G = (t[rows, last] for t in pred.hard())
+    D = G.shape[-1]
+    err = relative_error(executed[rows, last], batch.value[rows, last])
+    causal = causal_coef_mask(D, O.device)
+    sign_ok = V_sign[:, :D] == batch.V_sign[rows, last, :D]  # (B, D)
+    op_ok = (O == batch.O[rows, last].round()) | ~causal  # (B, D, 2D)
+    gate_ok = G == batch.G[rows, last]  # (B, D)
+    return {
+        "exact": (err <= 1e-6).double(),
+        "close": (err <= 1e-2).double(),
+        "structure": (sign_ok.all(-1) & op_ok.flatten(1).all(-1) & gate_ok.all(-1)).double(),
+        "values": (V_mag[:, :D] == batch.V_mag[rows, last, :D]).all(-1).double(),
+        "sign": sign_ok.double().mean(-1),
+        "op": (op_ok & causal).sum(dim=(-1, -2)).double() / causal.sum(),
+        "gate": gate_ok.double().mean(-1),
+    }
 
 
 class DAGPlanPredictor(nn.Module):

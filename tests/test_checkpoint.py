@@ -1,4 +1,4 @@
-"""Tests for checkpoint.py: atomic saves, weights_only round trips, picking the latest,
+"""Tests for run/checkpoint.py: atomic saves, weights_only round trips, picking the latest,
 pruning, non-finite weights, checksums, failed writes, and out_dir checks and locks."""
 import os
 import resource
@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from checkpoint import (CHECKSUM_KEY, MODEL_CHECKSUM_KEY, OutDirError, check_resumable, checkpoint_iters,
-                        failed_save_message, latest_checkpoint, load_checkpoint, prepare_out_dir, prune_checkpoints,
-                        remove_orphan_temp_files, resolve_checkpoint, save_checkpoint, state_dict_sha256,
-                        unlock_out_dir)
+from run.checkpoint import (CHECKSUM_KEY, MODEL_CHECKSUM_KEY, OutDirError, check_resumable, checkpoint_iters,
+                            failed_save_message, latest_checkpoint, load_checkpoint, prepare_out_dir, prune_checkpoints,
+                            remove_orphan_temp_files, resolve_checkpoint, save_checkpoint, state_dict_sha256,
+                            unlock_out_dir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

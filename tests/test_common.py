@@ -1,10 +1,10 @@
-"""common.py: the run plumbing shared by the training scripts."""
+"""run/common.py: the run plumbing shared by the training scripts."""
 import json
 import time
 
 import pytest
 
-from train_loop import StepTimer
+from run.train_loop import StepTimer
 
 
 def test_step_timer_adds_each_part_and_skips_what_is_no_part(tmp_path):

@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 import torch
 
-from config_checks import NO_RANGE, _rule, check_data_fits, validate_config
+from run.config_checks import NO_RANGE, _rule, check_data_fits, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,7 +110,7 @@ def script_settings(path: str) -> set[str]:
         seen.update(config)
         raise Stop
 
-    with mock.patch("config_checks.validate_config", capture), mock.patch.object(sys, "argv", [path]), \
+    with mock.patch("run.config_checks.validate_config", capture), mock.patch.object(sys, "argv", [path]), \
             contextlib.redirect_stdout(io.StringIO()), pytest.raises(Stop):
         runpy.run_path(path, run_name="__main__")
     return set(seen)

@@ -1,18 +1,19 @@
-"""Tests for models/dag_heads.py and the losses and metrics of predictor_utils.py: each
-component decodes its logits as documented (soft and hard), a hand-made prediction
-executes exactly with either value head, perfect logits give ~0 loss, masked positions
-contribute nothing, and the final-token metrics name the part that fails."""
+"""Tests for models/dag_heads.py, the losses of predictor_utils.py and the metrics of
+models/dag_model.py: each component decodes its logits as documented (soft and hard), a
+hand-made prediction executes exactly with either value head, perfect logits give ~0
+loss, masked positions contribute nothing, and the final-token metrics name the part
+that fails."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from answer_eval import wilson_interval
 from data.dagset.batch import Batch
 from data.dagset.streaming import ExampleMaker, StreamConfig, make_batch
 from models.dag_heads import Literals, PairLayer, Positions, digit_targets, literal_states
-from models.dag_model import DAGPrediction, GPTConfig
+from models.dag_model import DAGPrediction, GPTConfig, final_token_metrics
 from models.predictor_only_model import PredictorOnlyModel
-from predictor_utils import dag_losses, final_token_metrics, loss_weights_of
+from predictor_utils import dag_losses, loss_weights_of
+from run.answer_eval import wilson_interval
 
 D, MAX_DIGITS, PLACES, C = 3, 4, 4, 3
 N_DIGITS = MAX_DIGITS + PLACES

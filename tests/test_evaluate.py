@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 import torch
 
-from checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from run.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(ROOT, "evaluate.py")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from data.dagset.batch import Batch
+from data.dagset.exact_executor import execute_exact
 from data.dagset.text_format import PAD_TOKEN, gpt2_encoding
 from data.mathematics.answers import read_benchmark_answer
 from data.mathematics.questions import parse_question, question_dag_depth
 from data.mathematics.stream import MathConfig, MathRows, MathStream, check_fits, make_math_batch, split_of
-from models.exact_executor import execute_exact
 from tests.test_mathematics import fixture_lines
 
 

@@ -1,5 +1,5 @@
 """The Mathematics Dataset's arithmetic modules (data/mathematics/): reading questions,
-exact execution of their DAGs (models/exact_executor.py), the dataset's answer format,
+exact execution of their DAGs (data/dagset/exact_executor.py), the dataset's answer format,
 and prepare.py's parts that need no generator environment.
 
 tests/fixtures/mathematics_sample.tsv holds real generator output (split, module,
@@ -26,7 +26,7 @@ from data.mathematics.prepare import (EXTRAPOLATION_MODULES, INTERPOLATION_MODUL
                                       parse_generate_output, printed, stream_seed)
 from data.mathematics.questions import parse_question, question_dag_depth, question_plan, question_targets
 from models.dag_executor import DAGExecutor
-from models.exact_executor import execute_exact
+from data.dagset.exact_executor import execute_exact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "mathematics_sample.tsv")

@@ -1,4 +1,4 @@
-"""Scoring question<TAB>answer files (qa_eval.py, data/mathematics/qa_file.py,
+"""Scoring question<TAB>answer files (run/qa_eval.py, data/mathematics/qa_file.py,
 data/mathematics/rows.py) in process: a DAG that is the question's target writes the
 dataset's answer string for every real generator line, through both value heads; the
 table and summary of untrained tiny models of both kinds; one-line errors for bad input.
@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from data.mathematics.qa_file import file_labels, qa_paths, read_qa
 from data.mathematics.questions import parse_question
 from data.mathematics.rows import lm_prompt, question_row
-from kinds import KINDS, Loaded
 from models.dag_model import GPT, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
-from qa_eval import evaluate_qa, exact_magnitudes, read_items, summary, written_answer
+from run.kinds import KINDS, Loaded
+from run.qa_eval import evaluate_qa, exact_magnitudes, read_items, summary, written_answer
 from tests.test_mathematics import fixture_lines
 
 D, T = 12, 64

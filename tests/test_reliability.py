@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoint import CHECKSUM_KEY, save_checkpoint
 from models.dag_model import GPT, GPTConfig
+from run.checkpoint import CHECKSUM_KEY, save_checkpoint
+from run.text_generation import generate
 from tests.script_runs import finish as finish_run, run_in_process
-from text_generation import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_predictor.py")

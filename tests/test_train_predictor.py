@@ -22,7 +22,7 @@ CONFIG = os.path.join(ROOT, "config", "train_predictor_config.py")
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dag_depth=3",
         "--max_expr_depth=2", "--num_workers=0", "--eval_iters=1", "--log_interval=1"]
 CKPT_KEYS = {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "rng_state",
-             "cuda_rng_state", "kind", "sha256"}  # the last one checkpoint.py adds and checks
+             "cuda_rng_state", "kind", "sha256"}  # the last one run/checkpoint.py adds and checks
 # the resume tests need evaluations between the runs' ends, dropout (the RNG state), two
 # micro steps (the data position) and a DataLoader worker (batches made elsewhere)
 RESUME = ["--eval_interval=2", "--lr_decay_iters=8", "--warmup_iters=2", "--dropout=0.1",

@@ -241,7 +241,7 @@ def verify(python: str, modules: tuple[str, ...], seed: int, per_train_module: i
 
 
 def main() -> None:
-    from common import fail
+    from errors import fail
     from configurator import apply_config
 
     config = {

@@ -6,7 +6,7 @@ tokens, with no template around it; `question_row` makes its Batch row
 literal spans (questions.Literal; not fast_parse.lex, which reads the "24." of
 "Divide 138288 by 24." as a number), and the DAG targets at the question's last token
 only, where the whole question has been read. Training (data/mathematics/stream.py)
-and evaluation (qa_eval.py) both make rows here.
+and evaluation (run/qa_eval.py) both make rows here.
 
 A language model (train.py) is asked `lm_prompt(question)`: the question, then a line
 break, and its answer is the text it writes after that, to the end of the line. A

@@ -16,12 +16,12 @@ import torch
 
 from data.dagset.batch import collate
 from data.dagset.streaming import ExampleMaker, StreamConfig, draw_example
-from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, exact_answer, question
 from data.dagset.text_format import encode
-from kinds import Loaded
+from data.dagset.text_stream import TEMPLATES, TextConfig, TextExampleMaker, exact_answer, question
 from models.dag_heads import Literals
-from predictor_utils import final_token_metrics
-from text_generation import answer
+from models.dag_model import final_token_metrics
+from run.kinds import Loaded
+from run.text_generation import answer
 
 RATES = ("answer_exact", "dag_exact", "structure", "values")
 

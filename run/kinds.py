@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from checkpoint import check_resumable, latest_checkpoint, load_checkpoint, resolve_checkpoint
-from common import ModelStart
 from data.dagset.streaming import EXPRESSION_KEYS
 from errors import fail, one_line
 from models.dag_model import BACKBONE_KEYS, GPT, HEAD_KEYS, GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
+from run.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, resolve_checkpoint
+from run.common import ModelStart
 
 # the settings that decide a model's shape (vocab_size is GPT-2's, padded)
 MODEL_KEYS = tuple(k for k in BACKBONE_KEYS + HEAD_KEYS if k != "vocab_size")

@@ -10,9 +10,9 @@ from typing import Callable, Iterator
 import torch
 from torch.distributed import destroy_process_group
 
-from common import Process, Training, optimizer_step, save_if_due, set_lr, stop_if_non_finite
 from data.dagset.batch import Batch
-from predictor_utils import final_token_metrics
+from models.dag_model import final_token_metrics
+from run.common import Process, Training, optimizer_step, save_if_due, set_lr, stop_if_non_finite
 
 LOG_NAME = "log.jsonl"
 # losses_of(model, batch, mark) -> (loss components, their weighted total, the DAG

@@ -5,7 +5,7 @@ equals the dataset's answer string.
 
 - A predictor (train_predictor.py) reads the question as written
   (data/mathematics/rows.py); the DAG it predicts at the question's last token is run
-  by the exact executor (models/exact_executor.py): a copy head's input values are the
+  by the exact executor (data/dagset/exact_executor.py): a copy head's input values are the
   exact values of the literals it points at, read from the question's text as
   Fractions (a 19-digit literal is no float64), a digit head's are the decimals its
   digits write. The value is written as the dataset writes answers
@@ -26,17 +26,17 @@ from typing import NamedTuple
 
 import torch
 
-from answer_eval import wilson_interval
 from data.dagset.batch import collate
+from data.dagset.exact_executor import execute_exact
 from data.dagset.text_format import encode
 from data.mathematics.answers import format_benchmark_answer
 from data.mathematics.qa_file import file_labels, qa_paths, read_qa
 from data.mathematics.questions import BenchmarkQuestion, parse_question, question_dag_depth
 from data.mathematics.rows import lm_prompt, question_row
-from kinds import Loaded
 from models.dag_heads import Literals
-from models.exact_executor import execute_exact
-from text_generation import complete_line
+from run.answer_eval import wilson_interval
+from run.kinds import Loaded
+from run.text_generation import complete_line
 
 MAX_ANSWER_TOKENS = 32  # the dataset's longest answers (22 characters) take fewer GPT-2 tokens
 

@@ -1,10 +1,10 @@
 """
-Checks every question prepare.py wrote and measures what a model needs to answer them:
+Checks every question data/mathematics/prepare.py wrote and measures what a model needs to answer them:
 
-$ python data/mathematics/stats.py [--data_dir=data/mathematics] [--json_out=stats.json]
+$ python mathematics_stats.py [--data_dir=data/mathematics] [--json_out=stats.json]
 
 Per file (split and module): every question is read (questions.parse_question), its
-DAG plan executed exactly (models/exact_executor.py on question_targets' arrays) and
+DAG plan executed exactly (data/dagset/exact_executor.py on question_targets' arrays) and
 compared with the dataset's answer value, and the answer written
 (answers.format_benchmark_answer) and compared with the dataset's answer string. Then
 the sizes: literals, DAG steps and the dag_depth that holds the plan, the longest
@@ -26,21 +26,17 @@ import numpy as np
 import tiktoken
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # run as a script
-
-from configurator import apply_config  # noqa: E402
-from data.mathematics.answers import format_benchmark_answer, read_benchmark_answer  # noqa: E402
-from data.mathematics.prepare import (  # noqa: E402
+from configurator import apply_config
+from data.dagset.dag_plan import plan_size
+from data.dagset.exact_executor import execute_exact
+from data.dagset.text_format import format_answer
+from data.mathematics.answers import format_benchmark_answer, read_benchmark_answer
+from data.mathematics.prepare import (
     EXTRAPOLATION_MODULES, INTERPOLATION_MODULES, TEST_SPLITS, TRAIN_SPLITS, split_path)
-from data.dagset.dag_plan import plan_size  # noqa: E402
-from data.dagset.text_format import format_answer  # noqa: E402
-from data.mathematics.qa_file import QA, read_qa  # noqa: E402
-from data.mathematics.questions import parse_question, question_plan, question_targets  # noqa: E402
-from errors import fail  # noqa: E402
-from models.dag_executor import DAGExecutor  # noqa: E402
-from models.exact_executor import execute_exact  # noqa: E402
+from data.mathematics.qa_file import QA, read_qa
+from data.mathematics.questions import parse_question, question_plan, question_targets
+from errors import fail
+from models.dag_executor import DAGExecutor
 
 
 @dataclass
@@ -150,7 +146,8 @@ def table(all_stats: list[FileStats]) -> str:
 
 
 def main() -> None:
-    config = {"data_dir": os.path.dirname(os.path.abspath(__file__)), "json_out": ""}
+    config = {"data_dir": os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mathematics"),
+              "json_out": ""}
     apply_config(config, sys.argv[1:])
     files = [(split, module, split_path(config["data_dir"], split, module))
              for split in TRAIN_SPLITS + TEST_SPLITS for module in INTERPOLATION_MODULES + EXTRAPOLATION_MODULES]

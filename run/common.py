@@ -13,9 +13,9 @@ from torch.distributed import init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from checkpoint import (OutDirError, checkpoint_iters, failed_save_message, latest_checkpoint, prepare_out_dir,
-                        prune_checkpoints, save_checkpoint)
 from errors import fail, one_line
+from run.checkpoint import (OutDirError, checkpoint_iters, failed_save_message, latest_checkpoint, prepare_out_dir,
+                            prune_checkpoints, save_checkpoint)
 
 
 # the training scripts' AdamW and schedule defaults (nanoGPT's, with beta2 0.99 for small

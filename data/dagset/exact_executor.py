@@ -1,6 +1,6 @@
 """Exact execution of a hard DAG in rational arithmetic.
 
-The float64 executor (dag_executor.py) is the differentiable training path, but a
+The float64 executor (models/dag_executor.py) is the differentiable training path, but a
 float64 holds about 16 significant digits: the Mathematics Dataset's answers have up
 to 21 (`30828541939819661.6`), and its literals up to 19 digits. Where an answer is
 written, the DAG is run again here, on the same arrays, with Fractions:
