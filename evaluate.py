@@ -38,7 +38,7 @@ from data.mathematics.qa_file import qa_paths
 from errors import fail
 from models.dag_heads import Literals
 from models.dag_model import final_token_metrics, relative_error
-from run.answer_eval import from_file, held_out, question_row, text_rows, wilson_interval
+from run.answer_eval import expressions_table, from_file, held_out, question_row, table, text_rows, wilson_interval
 from run.config_checks import validate_config
 from run.kinds import load_model
 from run.qa_eval import evaluate_qa, read_items
@@ -175,16 +175,6 @@ def summary(metrics: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     return row
 
 
-def table(rows: dict[str, dict]) -> None:
-    """Print rows of summary() results: each rate with its 95% interval."""
-    names = [k for k in rows["all"] if k != "n" and not k.endswith(("_low", "_high"))]
-    print(f"{'depth':>5} {'n':>5} " + " ".join(f"{k:>19}" if k in RATES else f"{k:>6}" for k in names))
-    for label, row in rows.items():
-        cells = [f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]" if k in RATES else f"{row[k]:6.3f}"
-                 for k in names]
-        print(f"{label:>5} {row['n']:>5} " + " ".join(cells))
-
-
 @torch.no_grad()
 def held_out_metrics(depth: int) -> list[dict[str, torch.Tensor]]:
     """final_token_metrics of examples 0 .. n_per_depth-1 of the validation split at one depth."""
@@ -203,7 +193,7 @@ def evaluate_held_out() -> dict:
     parts = {str(d): held_out_metrics(d) for d in range(stream_cfg.min_expr_depth, stream_cfg.max_expr_depth + 1)}
     rows = {d: summary(p) for d, p in parts.items()} | {"all": summary([m for p in parts.values() for m in p])}
     print(f"{n_per_depth} validation examples per expression depth, seed {seed}; rates with 95% Wilson intervals")
-    table(rows)
+    table(rows, 19)
     return {"by_depth": {d: rows[d] for d in parts}, "all": rows["all"]}
 
 
@@ -263,15 +253,10 @@ def evaluate_file(path: str) -> dict:
         parts.append(metrics)
         records.append({"expression": text, "predicted": predicted, "true": last_target(example, len(tokens))[1]}
                        | {k: v.item() for k, v in metrics.items()})
-    width = max(len("expression"), *(len(r["expression"]) for r in records))
-    print(f"{'expression':<{width}} {'predicted':>16} {'true':>16} exact close")
-    for r in records:
-        print(f"{r['expression']:<{width}} {r['predicted']:>16.12g} {r['true']:>16.12g} "
-              f"{'yes' if r['exact'] else 'no':>5} {'yes' if r['close'] else 'no':>5}")
-    total = summary(parts)
-    print(f"{total['n']} expressions, rates with 95% Wilson intervals:")
-    table({"all": total})
-    return {"expressions": records, "all": total}
+    return expressions_table(records, f"{'predicted':>16} {'true':>16} exact close",
+                             lambda r: f"{r['predicted']:>16.12g} {r['true']:>16.12g} "
+                                       f"{'yes' if r['exact'] else 'no':>5} {'yes' if r['close'] else 'no':>5}",
+                             summary(parts), 19)
 
 
 def step_text(terms: list[tuple[str, int]], linear: bool) -> str:

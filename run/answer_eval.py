@@ -86,12 +86,28 @@ def summary(records: list[dict]) -> dict:
     return row
 
 
-def table(rows: dict[str, dict]) -> None:
-    names = [k for k in RATES if k in rows["all"]]
-    print(f"{'depth':>5} {'n':>5} " + " ".join(f"{k:>21}" for k in names))
+def table(rows: dict[str, dict], width: int = 21) -> None:
+    """Print summary rows by label (a depth, or all): each yes/no rate, a key with <key>_low
+    and <key>_high, with its 95% interval; any other mean (not n, unfit) as it is."""
+    names = [k for k in rows["all"] if k not in ("n", "unfit") and not k.endswith(("_low", "_high"))]
+    print(f"{'depth':>5} {'n':>5} " + " ".join(f"{k:>{width}}" if f"{k}_low" in rows["all"] else f"{k:>6}"
+                                             for k in names))
     for label, row in rows.items():
-        print(f"{label:>5} {row['n']:>5} "
-              + " ".join(f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]".rjust(21) for k in names))
+        print(f"{label:>5} {row['n']:>5} " + " ".join(
+            f"{row[k]:.3f} [{row[k + '_low']:.3f},{row[k + '_high']:.3f}]".rjust(width) if f"{k}_low" in row
+            else f"{row[k]:6.3f}" for k in names))
+
+
+def expressions_table(records: list[dict], head: str, cells, total: dict, width: int = 21) -> dict:
+    """Print a line per expression (head: the column names after 'expression'; cells(record):
+    that line's), then the rates of them all; the result for JSON."""
+    column = max(len("expression"), *(len(r["expression"]) for r in records))
+    print(f"{'expression':<{column}} {head}")
+    for r in records:
+        print(f"{r['expression']:<{column}} {cells(r)}")
+    print(f"{total['n']} expressions, rates with 95% Wilson intervals:")
+    table({"all": total}, width)
+    return {"expressions": records, "all": total}
 
 
 def held_out(lm: Loaded, seed: int, n_per_depth: int) -> dict:
@@ -122,11 +138,5 @@ def text_rows(lm: Loaded) -> TextExampleMaker:
 
 def from_file(lm: Loaded, expressions: list[str], checked: list[tuple[str, dict]]) -> dict:
     records = [score(lm, e, *c) for e, c in zip(expressions, checked)]
-    width = max(len("expression"), *(len(r["expression"]) for r in records))
-    print(f"{'expression':<{width}} {'answer':>22} {'true':>22} exact")
-    for r in records:
-        print(f"{r['expression']:<{width}} {r['answer']:>22} {r['true']:>22} {'yes' if r['answer_exact'] else 'no':>5}")
-    total = summary(records)
-    print(f"{total['n']} expressions, rates with 95% Wilson intervals:")
-    table({"all": total})
-    return {"expressions": records, "all": total}
+    return expressions_table(records, f"{'answer':>22} {'true':>22} exact", lambda r: f"{r['answer']:>22} "
+                             f"{r['true']:>22} {'yes' if r['answer_exact'] else 'no':>5}", summary(records))
