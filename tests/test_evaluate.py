@@ -1,8 +1,8 @@
 """Tests for evaluate.py on a tiny checkpoint trained for 3 iterations: the held-out
 table and JSON, --ckpt_path, --expressions_file, --expr, and one-line errors for bad input.
 
-Most runs go through runpy in this process, so torch is imported once; a real
-subprocess covers the held-out mode end to end."""
+The runs go through runpy in this process, so torch is imported once (test_train.py runs
+evaluate.py's held-out mode as a real subprocess, end to end)."""
 import contextlib
 import io
 import json
@@ -27,12 +27,6 @@ METRICS = ("exact", "close", "structure", "values", "sign", "op", "gate")
 RATES = ("exact", "close", "structure", "values")  # yes/no per example: printed with a 95% interval
 INTERVALS = tuple(f"{k}_{end}" for k in RATES for end in ("low", "high"))
 N_PER_DEPTH = 8
-
-
-def run_subprocess(*args: str) -> tuple[int, str, str]:
-    done = subprocess.run([sys.executable, EVALUATE, *args], cwd=ROOT, env=os.environ.copy(),
-                          capture_output=True, text=True, timeout=120)
-    return done.returncode, done.stdout, done.stderr
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -69,8 +63,8 @@ def out_dir(tmp_path_factory) -> str:
 def held_out(out_dir, tmp_path_factory) -> tuple[str, dict]:
     """stdout and JSON of a real held-out run; batch_size 5 leaves a partial last batch."""
     path = tmp_path_factory.mktemp("json") / "eval.json"
-    code, stdout, stderr = run_subprocess(f"--out_dir={out_dir}", f"--n_per_depth={N_PER_DEPTH}",
-                                          "--batch_size=5", f"--json_out={path}")
+    code, stdout, stderr = run(f"--out_dir={out_dir}", f"--n_per_depth={N_PER_DEPTH}", "--batch_size=5",
+                               f"--json_out={path}")  # in this process: no start-up, and warnings are errors
     assert code == 0 and stderr == "", stderr
     with open(path) as f:
         return stdout, json.load(f)
