@@ -124,8 +124,15 @@ def start_model(kind: Kind, config: dict, overridden: list[str], device: str) ->
     return start
 
 
+# data settings added after checkpoints were saved without them, with the value every
+# such checkpoint was trained with: those checkpoints resume as they were
+ADDED_DATA_KEYS = {"dataset": "expressions", "math_dir": "data/mathematics"}
+
+
 def resume(kind: Kind, checkpoint: dict, path: str, config: dict, overridden: list[str]) -> ModelStart:
     print(f"resuming from {path}")
+    if isinstance(checkpoint.get("config"), dict):
+        checkpoint["config"] = {k: v for k, v in ADDED_DATA_KEYS.items() if k in kind.data_keys} | checkpoint["config"]
     try:  # keys a resume reads; a shape set again must be the checkpoint's
         model_args = check_resumable(checkpoint, path, config, overridden, MODEL_KEYS, kind.data_keys)
     except ValueError as e:

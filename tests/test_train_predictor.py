@@ -11,6 +11,8 @@ import sys
 import pytest
 import torch
 
+from run.checkpoint import CHECKSUM_KEY
+
 from models.dag_model import GPTConfig
 from models.predictor_only_model import PredictorOnlyModel
 from tests.script_runs import (ROOT, assert_one_line_error, assert_same_tensors, ckpts, finish, launch_script, load,
@@ -178,6 +180,14 @@ def test_resume_keeps_the_checkpoints_data_settings(tmp_path):
     assert "note: p_parens=0.5 replaces the checkpoint's 0.2" in result.stdout
     config = load(tmp_path / "ckpt_00000003.pt")["config"]
     assert (config["seed"], config["p_power"], config["p_parens"], config["respace"]) == (5, 0.3, 0.5, True)
+    # a checkpoint saved before the dataset setting existed resumes on the expressions
+    ckpt = torch.load(tmp_path / "ckpt_00000003.pt", weights_only=False)
+    ckpt.pop(CHECKSUM_KEY)  # edited: its checksum no longer holds
+    for k in ("dataset", "math_dir"):
+        del ckpt["config"][k]
+    torch.save(ckpt, tmp_path / "ckpt_00000003.pt")
+    train(f"--out_dir={tmp_path}", "--max_iters=4", "--eval_interval=2", "--init_from=resume")
+    assert load(tmp_path / "ckpt_00000004.pt")["config"]["dataset"] == "expressions"
 
 
 def test_resume_with_empty_out_dir_is_one_line_error(tmp_path):
