@@ -5,15 +5,8 @@
 out_dir = "out-predictor-long"
 eval_interval = 1000
 log_interval = 100
-eval_iters = 4
-batch_size = 32
-block_size = 32
-num_workers = 1
+# batch 32, block 32, dag_depth 4, 4+4 digits, 0-3 operations: train_predictor.py's defaults
 
-dag_depth = 4
-max_digits = 4
-max_decimal_places = 4
-max_expr_depth = 3
 depth_power = 2.0
 literal_states = True
 step_states = True  # each DAG step attends over the text (docs/results.md: the step-state ablation)
