@@ -3,7 +3,7 @@
 # DAG predicted at each question's last token. dag_depth 12 holds every question of the
 # extrapolation sets (10-12 literals; training questions have at most 7), block_size 64
 # their longest (55 GPT-2 tokens; training questions at most 35). Sized for the 2 CPU
-# cores; docs/results.md gives what it reached.
+# cores; no run of it has been measured yet.
 out_dir = "out-predictor-mathematics"
 dataset = "mathematics"
 math_dir = "data/mathematics"
