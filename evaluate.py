@@ -39,7 +39,7 @@ from errors import fail
 from models.dag_heads import Literals
 from models.dag_model import final_token_metrics, relative_error
 from run.answer_eval import expressions_table, from_file, held_out, question_row, table, text_rows, wilson_interval
-from run.config_checks import validate_config
+from run.config_checks import require_valid_config
 from run.kinds import load_model
 from run.qa_eval import evaluate_qa, read_items
 
@@ -72,10 +72,7 @@ if read_as not in ("", "respaced", "written"):
     fail(f"read_as must be 'respaced' or 'written' (or empty: as the run read), got {read_as!r}")
 if qa_file and read_as:
     fail("--read_as is for expressions: --qa_file questions are read as written")
-try:
-    validate_config({k: globals()[k] for k in ("n_per_depth", "batch_size", "seed", "device")}, full=False)
-except ValueError as e:
-    fail(str(e))
+require_valid_config({k: globals()[k] for k in ("n_per_depth", "batch_size", "seed", "device")}, full=False)
 json_dir = os.path.dirname(os.path.abspath(json_out))  # checked now, not after the evaluation
 if json_out and os.path.isdir(json_out):
     fail(f"json_out={json_out!r} is a directory: give a file name")

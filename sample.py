@@ -13,7 +13,7 @@ import torch
 from configurator import apply_config
 from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
 from errors import fail
-from run.config_checks import validate_config
+from run.config_checks import require_valid_config
 from run.kinds import load_model
 from run.text_generation import generate
 
@@ -31,11 +31,8 @@ device = "cpu"  # 'cpu', 'cuda', 'cuda:0', 'mps'
 apply_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
-try:
-    validate_config({k: globals()[k] for k in ("num_samples", "max_new_tokens", "temperature", "top_k", "seed",
-                                               "device")}, full=False)
-except ValueError as e:
-    fail(str(e))
+require_valid_config({k: globals()[k] for k in ("num_samples", "max_new_tokens", "temperature", "top_k", "seed",
+                                                 "device")}, full=False)
 if start.startswith("FILE:"):
     try:
         with open(start[5:], encoding="utf-8") as f:

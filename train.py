@@ -25,66 +25,32 @@ from errors import fail
 from models.dag_heads import Literals
 from models.dag_model import DAGPrediction, Teacher
 from predictor_utils import DEFAULT_LOSS_WEIGHTS, dag_losses, loss_weights_of, total_loss
-from run.common import (OPTIMIZER_DEFAULTS, autocast_context, claim_out_dir, resume_rng, setup_process, setup_training,
-                        start_wandb, train_batches)
-from run.config_checks import validate_config
-from run.kinds import KINDS, MODEL_KEYS, start_model
+from run.common import RUN_DEFAULTS, resume_rng, setup_training, start_process, train_batches
+from run.config_checks import require_valid_config, validate_config
+from run.kinds import KINDS, start_model
 from run.train_loop import no_mark, train
 
 # -----------------------------------------------------------------------------
-# default config values: a tiny model on a laptop CPU (config/train_daggpt.py)
-# I/O
+# default config values: a tiny model on a laptop CPU (config/train_daggpt.py); the
+# settings both training scripts share (I/O, model, AdamW, system) are RUN_DEFAULTS
+globals().update(RUN_DEFAULTS)
 out_dir = "out-daggpt"
 eval_interval = 200
 log_interval = 10
-eval_iters = 4
-eval_only = False
-always_save_checkpoint = True
-keep_checkpoints = 2
-log_json = False  # also write each log line as a JSON record to out_dir/log.jsonl (plot_curve.py reads it)
-init_from = "scratch"  # 'scratch', 'resume' / 'latest', 'gpt2*' or a GPT-2 dir, or a .pt (this kind, or a predictor's)
-# wandb logging
-wandb_log = False
-wandb_project = "nanogpt-dag"
 wandb_run_name = "daggpt"
 # data
-batch_size = 32
 block_size = 64
-gradient_accumulation_steps = 1
-num_workers = 1
 # the expressions drawn (max_digits, max_expr_depth, depth_power, the p_* of each form):
 # StreamConfig's defaults (data/dagset/streaming.py) unless a config file or the command line sets them
 globals().update(expression_defaults())
 depth_power = 2.0  # depth d drawn with weight (d + 1) ** 2: the deep ones, where errors are
 corpus = ""  # a data/prepare.py corpus: a name under data/, or a folder with train.bin and val.bin
 corpus_ratio = 0.0  # the fraction of rows from the corpus
-# model: a plain GPT with dag_depth = 0 (the baseline), else DAG heads as the predictor's
-dag_depth = 4
-value_head = "copy"
-literal_embedding = True
-literal_states = False
-step_states = False
-max_coefficient = 3
-n_layer = 4
-n_head = 4
-n_embd = 128
-dropout = 0.0
-bias = False
 # loss weights of the DAG heads (the next-token loss has weight 1):
 # mag_weight, sign_weight, op_weight, gate_weight, exec_weight (predictor_utils.py)
 globals().update(DEFAULT_LOSS_WEIGHTS)
-# adamw optimizer: weight_decay, beta1, beta2, grad_clip, decay_lr, warmup_iters, min_lr from OPTIMIZER_DEFAULTS
-globals().update(OPTIMIZER_DEFAULTS)
-learning_rate = 1e-3
 max_iters = 2000
 lr_decay_iters = 2000
-# system
-device = "cpu"
-dtype = "bfloat16"  # autocast on CUDA only
-compile = False
-time_parts = False  # log each part of a step's time (waiting for the GPU between parts) to out_dir/step_times.json
-backend = "nccl"  # 'gloo' on CPUs
-seed = 1337
 # -----------------------------------------------------------------------------
 config = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
 overridden = apply_config(config, sys.argv[1:])
@@ -98,46 +64,37 @@ def stream_settings(config: dict) -> dict:
     return config | {"dag_depth": config["dag_depth"] or config["max_expr_depth"] + 1}
 
 
-try:
-    validate_config(config, full=False, dag_depth_min=0)
-    validate_config(stream_settings(config), full=init_from == "scratch", texts=True)
-except ValueError as e:
-    fail(str(e))
-corpus_dir = corpus if not corpus or os.path.isdir(corpus) else os.path.join(os.path.dirname(__file__), "data", corpus)
+require_valid_config(config, full=False, dag_depth_min=0)
+require_valid_config(stream_settings(config), full=config["init_from"] == "scratch", texts=True)
 
-proc = setup_process(device, backend)
-device, device_type, master_process = proc.device, proc.device_type, proc.master
-if master_process:
-    claim_out_dir(out_dir, lock=not eval_only)
-torch.manual_seed(seed + proc.rank)
-ctx = autocast_context(device_type, dtype)
-
-
-start = start_model(KINDS["lm"], config, overridden, device)
-globals().update({k: config[k] for k in MODEL_KEYS + KINDS["lm"].data_keys})
+proc, ctx = start_process(config)
+start = start_model(KINDS["lm"], config, overridden, proc.device)
 training = setup_training("lm", start, config, proc)
 raw_model = training.raw_model
 try:
-    if init_from != "scratch":  # checked again with the settings the start took
+    if config["init_from"] != "scratch":  # checked again with the settings the start took
         validate_config(stream_settings(config), texts=True)
     loss_weights = loss_weights_of(config)
-    text_cfg = TextConfig(StreamConfig.from_settings(stream_settings(config)), corpus_dir, corpus_ratio)
+    corpus = config["corpus"]  # a name under data/, or a folder
+    corpus_dir = corpus if not corpus or os.path.isdir(corpus) else os.path.join(os.path.dirname(__file__), "data",
+                                                                                 corpus)
+    text_cfg = TextConfig(StreamConfig.from_settings(stream_settings(config)), corpus_dir, config["corpus_ratio"])
     # rows made here first: a template or corpus that does not fit stops the run in one
     # line now, not in a DataLoader worker later
     val_maker = TextExampleMaker(text_cfg)
-    val_batches = [make_text_batch(val_maker, "val", b, batch_size) for b in range(eval_iters)]
-    make_text_batch(val_maker, "train", 0, batch_size)
+    val_batches = [make_text_batch(val_maker, "val", b, config["batch_size"]) for b in range(config["eval_iters"])]
+    make_text_batch(val_maker, "train", 0, config["batch_size"])
 except ValueError as e:
     fail(str(e))
 train_iter = train_batches(TextStream, text_cfg, config, start.iter_num, proc)
-resume_rng(start, device)
+resume_rng(start, proc.device)
 start = None
 
 
 def losses_of(model, batch: Batch, mark=no_mark) -> tuple[dict[str, torch.Tensor], torch.Tensor, DAGPrediction | None]:
     """The next-token loss ('lm'), the DAG losses (with DAG heads), their weighted total, and the DAG prediction."""
     with ctx:
-        if dag_depth:
+        if config["dag_depth"]:
             teacher = Teacher(batch.value, batch.mask)  # exact values re-enter where the row has them
             out = model(batch.idx, batch.targets, Literals.from_batch(batch), teacher)
         else:
@@ -154,5 +111,4 @@ def losses_of(model, batch: Batch, mark=no_mark) -> tuple[dict[str, torch.Tensor
     return losses, total, out.dag
 
 
-wandb_run = start_wandb(wandb_project, wandb_run_name, config) if wandb_log and master_process else None
-train(training, proc, losses_of, train_iter, val_batches, ("lm",), wandb_run)
+train(training, proc, losses_of, train_iter, val_batches, ("lm",))

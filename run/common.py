@@ -1,4 +1,5 @@
-"""Run plumbing shared by the training scripts: DDP and autocast setup, the started
+"""Run plumbing shared by the training scripts: the settings they share, DDP and
+autocast setup, the started
 model on its device with its optimizer, the learning-rate schedule and optimizer step,
 the training batches, checkpoints with their RNG states, the non-finite-loss stop, and
 wandb. The loop that uses them is train_loop.py; where a model starts is kinds.py."""
@@ -18,11 +19,44 @@ from run.checkpoint import (OutDirError, checkpoint_iters, failed_save_message, 
                             prune_checkpoints, save_checkpoint)
 
 
-# the training scripts' AdamW and schedule defaults (nanoGPT's, with beta2 0.99 for small
-# models): weight_decay, beta1, beta2, grad_clip (0: none), decay_lr (cosine from
-# learning_rate to min_lr after warmup_iters linear steps)
-OPTIMIZER_DEFAULTS = {"weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0, "decay_lr": True,
-                      "warmup_iters": 50, "min_lr": 1e-4}
+# the settings both training scripts share, with their defaults; each script sets its own
+# out_dir, intervals, block_size, iterations and data, and a config file or the command
+# line any of these
+RUN_DEFAULTS = {
+    # I/O
+    "eval_iters": 4,
+    "eval_only": False,
+    "always_save_checkpoint": True,
+    "keep_checkpoints": 2,  # older ckpt_*.pt files in out_dir are deleted after each save
+    "log_json": False,  # also write each log line as a JSON record to out_dir/log.jsonl (plot_curve.py reads it)
+    # 'scratch', 'resume' / 'latest', 'gpt2*' or a GPT-2 dir, or a .pt (train.py: its kind, or a predictor's)
+    "init_from": "scratch",
+    "wandb_log": False,
+    "wandb_project": "nanogpt-dag",
+    # data
+    "batch_size": 32,
+    "gradient_accumulation_steps": 1,
+    "num_workers": 1,  # DataLoader worker processes making data (0: in the training process)
+    # model: a GPT with DAG heads (train.py: a plain GPT with dag_depth 0, the baseline)
+    "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0, "bias": False,
+    "dag_depth": 4,
+    "value_head": "copy",  # 'copy': point at the text's literals; 'digits': write each value's digits
+    "literal_embedding": True,  # each token's literal index is added to its embedding
+    "literal_states": False,  # signs and coefficients also read each input literal's own state
+    "step_states": False,  # coefficients and gates also read a state per step, attended from the text
+    "max_coefficient": 3,
+    # AdamW (nanoGPT's, with beta2 0.99 for small models); grad_clip 0: none; decay_lr: cosine
+    # from learning_rate to min_lr after warmup_iters linear steps
+    "learning_rate": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "grad_clip": 1.0,
+    "decay_lr": True, "warmup_iters": 50, "min_lr": 1e-4,
+    # system
+    "device": "cpu",  # 'cpu', 'cuda', 'cuda:0', 'mps'
+    "dtype": "bfloat16",  # 'float32', 'bfloat16' or 'float16'; autocast is used on CUDA only
+    "compile": False,
+    "time_parts": False,  # log each part of a step's time (waiting for the GPU between parts) to out_dir/step_times.json
+    "backend": "nccl",  # DDP backend: 'nccl' on GPUs, 'gloo' on CPUs
+    "seed": 1337,
+}
 
 
 @dataclass
@@ -56,14 +90,6 @@ def setup_process(device: str, backend: str) -> Process:
     return Process(True, int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"]), device)
 
 
-def claim_out_dir(out_dir: str, lock: bool) -> None:
-    """out_dir created and writable, and (lock=True) this run's alone until the process exits."""
-    try:
-        prepare_out_dir(out_dir, lock=lock)
-    except OutDirError as e:
-        fail(str(e))
-
-
 def autocast_context(device_type: str, dtype: str):
     """bf16 / fp16 autocast on CUDA; on the CPU everything runs in float32."""
     ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
@@ -72,6 +98,20 @@ def autocast_context(device_type: str, dtype: str):
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     return nullcontext() if device_type == "cpu" else torch.autocast(device_type=device_type, dtype=ptdtype)
+
+
+def start_process(config: dict) -> tuple[Process, object]:
+    """This process of the run (setup_process) and its autocast context; the master's
+    out_dir made writable and, unless eval_only, this run's alone (out_dir/.lock, held
+    until the process exits); the seed set for this rank."""
+    proc = setup_process(config["device"], config["backend"])
+    if proc.master:
+        try:
+            prepare_out_dir(config["out_dir"], lock=not config["eval_only"])
+        except OutDirError as e:
+            fail(str(e))
+    torch.manual_seed(config["seed"] + proc.rank)
+    return proc, autocast_context(proc.device_type, config["dtype"])
 
 
 @dataclass

@@ -21,6 +21,7 @@ import math
 import torch
 from torch.distributed import Backend
 
+from errors import fail
 from models.dag_heads import VALUE_HEADS
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -299,3 +300,12 @@ def validate_config(config: dict, full: bool = True, dag_depth_min: int = 1, dat
         check_across_keys(config)
         if data and config.get("dag_depth", 0) > 0:
             check_data_fits(config, texts=texts)
+
+
+def require_valid_config(config: dict, after: str = "", **checks) -> None:
+    """validate_config(config, **checks) for a script: a setting that fails it stops the
+    run with its line (and `after`, saying where the settings came from), exit status 1."""
+    try:
+        validate_config(config, **checks)
+    except ValueError as e:
+        fail(f"{e}{after}")

@@ -12,7 +12,7 @@ from torch.distributed import destroy_process_group
 
 from data.dagset.batch import Batch
 from models.dag_model import final_token_metrics
-from run.common import Process, Training, optimizer_step, save_if_due, set_lr, stop_if_non_finite
+from run.common import Process, Training, optimizer_step, save_if_due, set_lr, start_wandb, stop_if_non_finite
 
 LOG_NAME = "log.jsonl"
 # losses_of(model, batch, mark) -> (loss components, their weighted total, the DAG
@@ -98,10 +98,11 @@ def eval_line(iter_num: int, val: dict[str, float], shown: tuple[str, ...], minu
 
 
 def train(training: Training, proc: Process, losses_of: LossesOf, train_iter: Iterator[Batch],
-          val_batches: list[Batch], shown: tuple[str, ...], wandb_run) -> None:
+          val_batches: list[Batch], shown: tuple[str, ...]) -> None:
     """Train from training.iter_num to max_iters: evaluate (and save) every eval_interval
-    iterations and at the end, log every log_interval; or, with eval_only, print the
-    validation losses once. shown: the loss components an evaluation line prints."""
+    iterations and at the end, log every log_interval (and to wandb, with wandb_log); or,
+    with eval_only, print the validation losses once. shown: the loss components an
+    evaluation line prints."""
     c, master = training.config, proc.master
 
     def prepare(batch: Batch) -> Batch:
@@ -115,6 +116,7 @@ def train(training: Training, proc: Process, losses_of: LossesOf, train_iter: It
                                                                    prepare).items()))
         return
     run_start = time.time()  # evaluation lines report the minutes since (plot_curve.py reads them)
+    wandb_run = start_wandb(c["wandb_project"], c["wandb_run_name"], c) if c["wandb_log"] and master else None
 
     def eval_and_save(iter_num: int, final: bool = False) -> None:
         val = evaluate_val(training.raw_model, losses_of, val_batches, prepare)
