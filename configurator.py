@@ -1,8 +1,9 @@
 """
 Config overrides for the training scripts, after nanoGPT's configurator.py.
 
-A training script defines its defaults as plain module globals, then calls
+A script defines its defaults as plain module globals, then calls
     apply_config(globals(), sys.argv[1:])
+(a training script: config, overridden = script_config(globals(), sys.argv[1:])).
 Each argument is either a config file (Python assignments, e.g.
 config/train_foo.py) or --key=value. Unlike nanoGPT's exec'd configurator,
 every key must already exist and every value must fit its default's type, so
@@ -100,3 +101,14 @@ def apply_config(config: dict, argv: list[str]) -> list[str]:
         print(f"Overriding: {key} = {value}")
         config[key] = value
     return list(overrides)
+
+
+def script_config(namespace: dict, argv: list[str]) -> tuple[dict, list[str]]:
+    """A training script's config: the settings among its globals (namespace) with
+    argv's overrides applied, also written back to namespace; and the overridden keys.
+    The overrides go through a dict of the settings only (plain values), so --torch=1
+    is an unknown key rather than a type error, and nothing else can be overwritten."""
+    config = {k: v for k, v in namespace.items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
+    overridden = apply_config(config, argv)
+    namespace.update(config)
+    return config, overridden

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from configurator import apply_config
+from configurator import script_config
 from data.dagset.batch import Batch
 from data.dagset.streaming import StreamConfig, expression_defaults
 from data.dagset.text_stream import TextConfig, TextExampleMaker, TextStream, make_text_batch
@@ -25,7 +25,7 @@ from errors import fail
 from models.dag_heads import Literals
 from models.dag_model import DAGPrediction, Teacher
 from predictor_utils import DEFAULT_LOSS_WEIGHTS, dag_losses, loss_weights_of, total_loss
-from run.common import RUN_DEFAULTS, resume_rng, setup_training, start_process, train_batches
+from run.common import RUN_DEFAULTS, setup_training, start_process, train_batches
 from run.config_checks import require_valid_config, validate_config
 from run.kinds import KINDS, start_model
 from run.train_loop import no_mark, train
@@ -52,9 +52,7 @@ globals().update(DEFAULT_LOSS_WEIGHTS)
 max_iters = 2000
 lr_decay_iters = 2000
 # -----------------------------------------------------------------------------
-config = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
-overridden = apply_config(config, sys.argv[1:])
-globals().update(config)
+config, overridden = script_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
 
@@ -87,7 +85,6 @@ try:
 except ValueError as e:
     fail(str(e))
 train_iter = train_batches(TextStream, text_cfg, config, start.iter_num, proc)
-resume_rng(start, proc.device)
 start = None
 
 

@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from configurator import apply_config
+from configurator import script_config
 from data.dagset.batch import Batch
 from data.dagset.streaming import DAGStream, ExampleMaker, StreamConfig, expression_defaults, make_batch
 from data.mathematics.stream import MathConfig, MathRows, MathStream, make_math_batch
@@ -23,7 +23,7 @@ from errors import fail
 from models.dag_heads import Literals
 from models.dag_model import DAGPrediction
 from predictor_utils import DEFAULT_LOSS_WEIGHTS, LOSS_NAMES, dag_losses, loss_weights_of, total_loss
-from run.common import RUN_DEFAULTS, resume_rng, setup_training, start_process, train_batches
+from run.common import RUN_DEFAULTS, setup_training, start_process, train_batches
 from run.config_checks import require_valid_config
 from run.kinds import KINDS, start_model
 from run.train_loop import no_mark, train
@@ -50,11 +50,7 @@ globals().update(DEFAULT_LOSS_WEIGHTS)
 max_iters = 1000
 lr_decay_iters = 1000
 # -----------------------------------------------------------------------------
-# overrides go through a dict of the config keys only, so --torch=1 is an unknown key
-# rather than a type error, and nothing but config can be overwritten
-config = {k: v for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))}
-overridden = apply_config(config, sys.argv[1:])
-globals().update(config)
+config, overridden = script_config(globals(), sys.argv[1:])
 # -----------------------------------------------------------------------------
 
 
@@ -84,7 +80,6 @@ try:
 except ValueError as e:
     fail(str(e))
 train_iter = train_batches(stream_cls, stream_cfg, config, start.iter_num, proc)
-resume_rng(start, proc.device)
 start = None  # free the checkpoint's memory
 
 

@@ -1,8 +1,8 @@
 """Run plumbing shared by the training scripts: the settings they share, DDP and
-autocast setup, the started
-model on its device with its optimizer, the learning-rate schedule and optimizer step,
-the training batches, checkpoints with their RNG states, the non-finite-loss stop, and
-wandb. The loop that uses them is train_loop.py; where a model starts is kinds.py."""
+autocast setup, the started model on its device with its optimizer, the learning-rate
+schedule and optimizer step, the training batches, checkpoints with their RNG states,
+the non-finite-loss stop, and wandb. The loop that uses them is train_loop.py; where a
+model starts is kinds.py."""
 import math
 import os
 from contextlib import nullcontext
@@ -90,20 +90,11 @@ def setup_process(device: str, backend: str) -> Process:
     return Process(True, int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"]), device)
 
 
-def autocast_context(device_type: str, dtype: str):
-    """bf16 / fp16 autocast on CUDA; on the CPU everything runs in float32."""
-    ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
-    if ptdtype is None:
-        fail(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    return nullcontext() if device_type == "cpu" else torch.autocast(device_type=device_type, dtype=ptdtype)
-
-
 def start_process(config: dict) -> tuple[Process, object]:
-    """This process of the run (setup_process) and its autocast context; the master's
-    out_dir made writable and, unless eval_only, this run's alone (out_dir/.lock, held
-    until the process exits); the seed set for this rank."""
+    """This process of the run (setup_process) and its autocast context (bf16 / fp16 on
+    CUDA; on the CPU everything runs in float32); the master's out_dir made writable
+    and, unless eval_only, this run's alone (out_dir/.lock, held until the process
+    exits); the seed set for this rank. config["dtype"] is checked (validate_config)."""
     proc = setup_process(config["device"], config["backend"])
     if proc.master:
         try:
@@ -111,7 +102,10 @@ def start_process(config: dict) -> tuple[Process, object]:
         except OutDirError as e:
             fail(str(e))
     torch.manual_seed(config["seed"] + proc.rank)
-    return proc, autocast_context(proc.device_type, config["dtype"])
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config["dtype"]]
+    return proc, nullcontext() if proc.device_type == "cpu" else torch.autocast(proc.device_type, dtype)
 
 
 @dataclass
@@ -143,12 +137,11 @@ class Training:
     kind: str
     model_args: dict
     config: dict
-    device: str
     best_val_loss: float
 
 
 def setup_training(kind: str, start: ModelStart, config: dict, proc: Process) -> Training:
-    """The started model on its device with its optimizer (a resume's state loaded),
+    """The started model on its device with its optimizer (a resume's state and RNG states loaded),
     compiled and DDP-wrapped as config says. A scratch run into an out_dir that holds
     checkpoints past its start is refused: `resume` would pick them up, and
     keep_checkpoints would prune this run's own saves in their favour."""
@@ -167,13 +160,16 @@ def setup_training(kind: str, start: ModelStart, config: dict, proc: Process) ->
             optimizer.load_state_dict(start.checkpoint["optimizer"])
         except (KeyError, ValueError, RuntimeError) as e:
             fail(f"the optimizer state of {start.ckpt_path!r} does not fit its model: {one_line(e)}")
+        torch.set_rng_state(start.checkpoint["rng_state"])  # dropout continues where it was
+        if "cuda" in proc.device and start.checkpoint.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(start.checkpoint["cuda_rng_state"][0], proc.device)
     raw_model = model
     if config["compile"]:
         model = torch.compile(model)
     if proc.ddp:
         model = DDP(model, device_ids=[proc.local_rank] if proc.device_type == "cuda" else None)
     return Training(model, raw_model, optimizer, scaler, iter_num, iter_num if start.checkpoint is not None else None, kind,
-                    start.model_args, config, proc.device, start.best_val_loss)
+                    start.model_args, config, start.best_val_loss)
 
 
 def save_if_due(training: Training, val: dict[str, float], iter_num: int, final: bool, log) -> None:
@@ -236,14 +232,6 @@ def train_batches(stream_cls, stream_cfg, config: dict, iter_num: int, proc: Pro
                            pin_memory=proc.device_type == "cuda"))
 
 
-def resume_rng(start: ModelStart, device: str) -> None:
-    """The RNG states a checkpoint saved (dropout continues where it was)."""
-    if start.checkpoint is not None:
-        torch.set_rng_state(start.checkpoint["rng_state"])
-        if "cuda" in device and start.checkpoint.get("cuda_rng_state") is not None:
-            torch.cuda.set_rng_state(start.checkpoint["cuda_rng_state"][0], device)
-
-
 def save_run(training: Training, iter_num: int) -> None:
     """Checkpoint out_dir/ckpt_<iter_num>.pt with nanoGPT's keys, the RNG states and the
     kind of model it holds ('predictor', 'lm'), then keep the newest keep_checkpoints.
@@ -257,7 +245,7 @@ def save_run(training: Training, iter_num: int) -> None:
         "best_val_loss": training.best_val_loss,
         "config": training.config,
         "rng_state": torch.get_rng_state(),
-        "cuda_rng_state": torch.cuda.get_rng_state_all() if "cuda" in training.device else None,
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if "cuda" in training.config["device"] else None,
     }
     out_dir = training.config["out_dir"]
     try:

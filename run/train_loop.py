@@ -52,9 +52,6 @@ class StepTimer:
         self.seconds[part] = self.seconds.get(part, 0.0) + now - self.last
         self.last = now
 
-    def step_done(self) -> None:
-        self.steps += 1
-
     def ms_per_step(self) -> dict[str, float]:
         """Each part's mean milliseconds per step, and their total."""
         parts = {k: 1000.0 * v / max(1, self.steps) for k, v in self.seconds.items()}
@@ -144,7 +141,7 @@ def train(training: Training, proc: Process, losses_of: LossesOf, train_iter: It
             timer.mark("backward")
         optimizer_step(training)
         timer.mark("optimizer")
-        timer.step_done()
+        timer.steps += 1
         # logged under the iteration whose model gave the loss, like val losses and checkpoints
         if iter_num % c["log_interval"] == 0 and master:
             ms = timer.ms_per_step()

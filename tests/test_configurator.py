@@ -1,4 +1,4 @@
-"""Tests for configurator.apply_config: overrides, type checks and one-line errors."""
+"""Tests for configurator.apply_config and script_config: overrides, type checks and one-line errors."""
 import os
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from configurator import apply_config
+from configurator import apply_config, script_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -229,3 +229,18 @@ def test_script_exits_2_with_one_line_on_stderr(tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0
     assert result.stdout.splitlines() == ["Overriding: max_iters = 5", "trained 5"]
+
+
+def test_script_config_overrides_only_plain_settings_and_writes_them_back(capsys):
+    namespace = {"max_iters": 100, "out_dir": "out", "_private": 1, "torch": os, "limits": (1, 2)}
+    config, overridden = script_config(namespace, ["--max_iters=7", "--out_dir=out"])
+    assert config == {"max_iters": 7, "out_dir": "out"}  # modules, tuples and _names are no settings
+    assert overridden == ["max_iters", "out_dir"]
+    assert namespace["max_iters"] == 7 and namespace["torch"] is os and namespace["limits"] == (1, 2)
+    capsys.readouterr()
+    for arg in ("--torch=1", "--limits=(3, 4)", "--_private=2"):
+        with pytest.raises(SystemExit) as exc:
+            script_config(namespace, [arg])
+        assert exc.value.code == 2
+        assert capsys.readouterr().err == f"config error: unknown key '{arg[2:].split('=')[0]}' (from {arg})\n"
+    assert namespace["torch"] is os and namespace["max_iters"] == 7
