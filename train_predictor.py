@@ -40,6 +40,7 @@ wandb_run_name = "predictor"
 dataset = "expressions"  # 'expressions': the project's generator, drawn by the settings below; 'mathematics':
 # the Mathematics Dataset's training questions, read as written (data/mathematics/stream.py)
 math_dir = "data/mathematics"  # with dataset='mathematics': the out_dir of data/mathematics/prepare.py
+math_prefixes = False  # with dataset='mathematics': also train on the DAG of each prefix of a `Calculate E.` question
 block_size = 32
 # the expressions drawn (max_digits, max_expr_depth, depth_power, the p_* of each form):
 # StreamConfig's defaults (data/dagset/streaming.py) unless a config file or the command line sets them
@@ -70,7 +71,7 @@ try:
     batch_size, eval_iters = config["batch_size"], config["eval_iters"]
     if config["dataset"] == "mathematics":
         stream_cls, stream_cfg = MathStream, MathConfig(config["math_dir"], config["dag_depth"], config["block_size"],
-                                                        config["seed"])
+                                                        config["seed"], config["math_prefixes"])
         val_rows = MathRows(stream_cfg)
         val_batches = [make_math_batch(val_rows, "val", b, batch_size) for b in range(eval_iters)]
     else:

@@ -2,13 +2,14 @@
 # the train-easy/medium/hard files of data/mathematics/prepare.py, read as written, the
 # DAG predicted at each question's last token. dag_depth 12 holds every question of the
 # extrapolation sets (10-12 literals; training questions have at most 7), block_size 64
-# their longest (55 GPT-2 tokens; training questions at most 35). Sized for the 2 CPU
-# cores; no run of it has been measured yet.
+# their longest (55 GPT-2 tokens; training questions at most 35). Sized for about 20
+# minutes on the 2 CPU cores (docs/results.md gives what it reached).
 out_dir = "out-predictor-mathematics"
 dataset = "mathematics"
 math_dir = "data/mathematics"
-eval_interval = 250
-log_interval = 25
+math_prefixes = True  # a `Calculate E.` question also teaches the DAG of each prefix of E, as the expressions do
+eval_interval = 1000
+log_interval = 250
 eval_iters = 4
 batch_size = 32
 block_size = 64
@@ -25,8 +26,8 @@ n_embd = 128
 dropout = 0.0
 
 learning_rate = 1e-3
-max_iters = 900
-lr_decay_iters = 900
+max_iters = 7000
+lr_decay_iters = 7000
 warmup_iters = 50
 min_lr = 1e-4
 device = "cpu"

@@ -44,8 +44,8 @@ MAX_NEW_TOKENS = 10_000
 # before training, in one line (init_from: kinds.start_model; corpus: the text stream;
 # math_dir: check_data_fits)
 NO_RANGE = {"wandb_log", "wandb_project", "wandb_run_name", "eval_only", "always_save_checkpoint",
-                      "init_from", "corpus", "math_dir", "literal_embedding", "literal_states", "step_states", "bias",
-                      "respace", "decay_lr", "compile", "time_parts", "log_json"}
+            "init_from", "corpus", "math_dir", "math_prefixes", "literal_embedding", "literal_states", "step_states",
+            "bias", "respace", "decay_lr", "compile", "time_parts", "log_json"}
 
 
 def _number(value) -> bool:
@@ -208,6 +208,9 @@ def check_across_keys(config: dict) -> None:
         # literals of up to 19 digits: only a copy head writes them; questions are read as written
         raise ValueError(f"dataset='mathematics' needs value_head='copy' and respace=False, got "
                          f"value_head={get('value_head', 'copy')!r}, respace={get('respace', False)}")
+    if get("math_prefixes") and get("dataset", "expressions") != "mathematics":
+        raise ValueError(f"math_prefixes=True is for dataset='mathematics' (its questions' prefixes), got "
+                         f"dataset={get('dataset', 'expressions')!r}")
     if get("p_power", 0) > 0 and "max_coefficient" in config and config["max_coefficient"] < MAX_POWER:
         raise ValueError(f"max_coefficient must be >= {MAX_POWER} with p_power > 0 (powers up to "
                          f"x**{MAX_POWER}), got max_coefficient={config['max_coefficient']}, "

@@ -31,8 +31,8 @@ class Kind:
 KINDS = {
     "predictor": Kind("predictor", PredictorOnlyModel, "train_predictor.py DAG predictor",
                       "train_predictor.py checkpoint",
-                      ("batch_size", "gradient_accumulation_steps", "dataset", "math_dir", *EXPRESSION_KEYS, "respace",
-                       "seed")),
+                      ("batch_size", "gradient_accumulation_steps", "dataset", "math_dir", "math_prefixes",
+                       *EXPRESSION_KEYS, "respace", "seed")),
     "lm": Kind("lm", GPT, "train.py language model", "whole train.py checkpoint",
                ("batch_size", "gradient_accumulation_steps", *EXPRESSION_KEYS, "seed", "corpus", "corpus_ratio")),
 }
@@ -126,7 +126,7 @@ def start_model(kind: Kind, config: dict, overridden: list[str], device: str) ->
 
 # data settings added after checkpoints were saved without them, with the value every
 # such checkpoint was trained with: those checkpoints resume as they were
-ADDED_DATA_KEYS = {"dataset": "expressions", "math_dir": "data/mathematics"}
+ADDED_DATA_KEYS = {"dataset": "expressions", "math_dir": "data/mathematics", "math_prefixes": False}
 
 
 def resume(kind: Kind, checkpoint: dict, path: str, config: dict, overridden: list[str]) -> ModelStart:

@@ -77,6 +77,8 @@ def test_dag_depth_zero_allowed_for_a_plain_gpt():
     (dict(dataset="mathematics", value_head="digits"), "dataset='mathematics' needs value_head='copy' and "
                                                        "respace=False, got value_head='digits', respace=False"),
     (dict(dataset="mathematics", respace=True), "got value_head='copy', respace=True"),
+    (dict(math_prefixes=True), "math_prefixes=True is for dataset='mathematics' (its questions' prefixes), got "
+                               "dataset='expressions'"),
 ])
 def test_settings_that_do_not_fit_together(changes, text):
     assert text in message(**changes)

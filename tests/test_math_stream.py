@@ -2,7 +2,7 @@
 over a data_dir of the real generator lines of tests/fixtures/mathematics_sample.tsv:
 every row's targets execute exactly to its answer, the splits are disjoint and cover
 the training files once per epoch, rows are fixed by (seed, index), the test files are
-never read, and bad files are one-line errors."""
+never read, bad files are one-line errors, and prefix rows keep each question's target."""
 import re
 
 import numpy as np
@@ -13,6 +13,7 @@ from data.dagset.exact_executor import execute_exact
 from data.dagset.text_format import PAD_TOKEN, gpt2_encoding
 from data.mathematics.answers import read_benchmark_answer
 from data.mathematics.questions import parse_question, question_dag_depth
+from data.mathematics.rows import question_row
 from data.mathematics.stream import MathConfig, MathRows, MathStream, check_fits, make_math_batch, split_of
 from tests.test_mathematics import fixture_lines
 
@@ -108,3 +109,34 @@ def test_bad_training_files(data_dir):
         MathRows(MathConfig(str(data_dir)))
     with pytest.raises(ValueError, match="dag_depth and block_size must be >= 1"):
         MathConfig(str(data_dir), dag_depth=0)
+
+
+def test_prefix_rows_add_the_expression_prefixes_and_keep_the_question_target(data_dir):
+    plain = MathRows(MathConfig(str(data_dir), dag_depth=7, block_size=40))
+    dense = MathRows(MathConfig(str(data_dir), dag_depth=7, block_size=40, prefixes=True))
+    expression_rows = 0
+    for i in range(len(plain.lines["train"])):
+        a, b = plain.row("train", i), dense.row("train", i)
+        t = int(a["mask"].nonzero()[0][0])
+        assert b["mask"][t] and not b["mask"][t + 1:].any()  # the question's last token is the last target
+        for key in ("idx", "lit_index", "lit_value", "lit_end"):
+            assert np.array_equal(a[key], b[key])
+        for key in ("V_mag", "V_sign", "O", "G", "value", "V_src"):
+            assert np.array_equal(a[key][t], b[key][t]), key
+        form = parse_question(question_of(a)).form
+        assert (b["mask"].sum() > 1) == (form == "expression" and len(parse_question(question_of(a)).literals) > 1)
+        expression_rows += form == "expression"
+    assert expression_rows > 0
+
+
+def test_prefix_targets_are_the_prefix_expressions():
+    question = parse_question("Calculate (-2 + 6)*3/4.")
+    row = question_row(question, 4, 20, prefixes=True)
+    enc = gpt2_encoding()
+    tokens = [enc.decode([t]) for t in row["idx"][:row["mask"].nonzero()[0][-1] + 1]]
+    values = {"".join(tokens[:t + 1]): float(row["value"][t]) for t in row["mask"].nonzero()[0]}
+    # before the expression nothing; then each prefix as the expressions stream reads it (an
+    # operator keeps the DAG before it); not at "4", which a "." could continue as a number
+    assert values == {"Calculate (-2": -2.0, "Calculate (-2 +": -2.0, "Calculate (-2 + 6": 4.0,
+                      "Calculate (-2 + 6)*": 4.0, "Calculate (-2 + 6)*3": 12.0, "Calculate (-2 + 6)*3/": 12.0,
+                      "Calculate (-2 + 6)*3/4.": 3.0}

@@ -281,6 +281,7 @@ def test_mathematics_config_trains_on_the_benchmark_files(tmp_path):
     assert re.search(r"^iter 2: val loss \S+ .* final-token exact", result.stdout, re.M)
     ckpt = load(tmp_path / "out" / "ckpt_00000002.pt")
     assert ckpt["config"]["dataset"] == "mathematics" and ckpt["model_args"]["dag_depth"] == 12
+    assert ckpt["config"]["math_prefixes"] is True
     scored = run_in_process(os.path.join(ROOT, "evaluate.py"), f"--out_dir={tmp_path / 'out'}",
                             f"--qa_file={tmp_path / 'data' / 'train-easy' / '*.txt'}")
     assert scored.returncode == 0, scored.stderr

@@ -141,10 +141,14 @@ class ExampleMaker:
     def tokens(self, text: str) -> list[int]:
         return encode(text)
 
-    def targets(self, text: str, tokens: list[int]) -> dict[str, np.ndarray]:
-        """Per-position arrays for one text whose tokens fit block_size. ValueError if
-        the whole text is not a DAG that fits dag_depth (a prefix that is not is masked)."""
+    def targets(self, text: str, tokens: list[int], start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Per-position arrays for one text whose tokens fit block_size, its expression
+        text[start:stop] (the whole text by default; a Mathematics Dataset question has
+        words around it: the positions before the expression are masked, those after it
+        hold the whole expression's DAG). ValueError if the whole expression is not a DAG
+        that fits dag_depth (a prefix that is not is masked)."""
         D, T = self.cfg.dag_depth, self.cfg.block_size
+        stop = len(text) if stop is None else stop
         ex = {"idx": np.full(T, PAD_TOKEN, dtype=np.int64)} | empty_targets(T, D) | {
             "lit_index": np.zeros(T, dtype=np.int64),
             "lit_value": np.zeros(T),
@@ -153,7 +157,7 @@ class ExampleMaker:
         ex["idx"][: len(tokens)] = tokens
         # prefix_target_text on lexemes: the text is lexed once, and a prefix's target is
         # its first k lexemes (trailing operators and "(" dropped) plus closing parens
-        lexemes = lex(text)
+        lexemes = [(w, start + end) for w, end in lex(text[start:stop])]
         words = [w for w, _ in lexemes]
         token_ends = self._token_ends(tokens)
         literals = read_literals(lexemes, token_ends, ex)
@@ -179,7 +183,7 @@ class ExampleMaker:
                     plan = build_plan(parse_lexemes(target, text))
                     arrays = plan_arrays(plan, D, where=text)
                 except ValueError:  # a prefix can divide by zero: "6 / (0" of "6 / (0 + 3)"
-                    if end == len(text):
+                    if end >= stop:
                         raise
                     continue
                 ex["V_mag"][t], ex["V_sign"][t], ex["O"][t], ex["G"][t] = arrays.V_mag, arrays.V_sign, arrays.O, arrays.G

@@ -14,10 +14,12 @@ language model trained on the benchmark is to be trained on `lm_prompt(question)
 answer`, so that it is asked as it learned; today's language models, which know only
 the project's templates, are asked the same way.
 """
+from functools import lru_cache
+
 import numpy as np
 
 from data.dagset.batch import empty_targets
-from data.dagset.streaming import read_literals
+from data.dagset.streaming import ExampleMaker, StreamConfig, read_literals
 from data.dagset.text_format import PAD_TOKEN, encode, gpt2_encoding
 from data.mathematics.questions import BenchmarkQuestion, question_targets
 
@@ -39,14 +41,26 @@ def literal_rows(question: BenchmarkQuestion, tokens: list[int], block_size: int
     return ex, [lit.token for lit in literals]
 
 
-def question_row(question: BenchmarkQuestion, dag_depth: int, block_size: int) -> dict[str, np.ndarray] | None:
+@lru_cache(maxsize=8)
+def _prefix_maker(dag_depth: int, block_size: int) -> ExampleMaker:
+    return ExampleMaker(StreamConfig(dag_depth=dag_depth, block_size=block_size, max_expr_depth=0))
+
+
+def question_row(question: BenchmarkQuestion, dag_depth: int, block_size: int,
+                 prefixes: bool = False) -> dict[str, np.ndarray] | None:
     """A question's Batch row (see the module docstring), None when its tokens are more
     than block_size; ValueError, naming the question and the depth that fits, when its
-    DAG needs more than dag_depth nodes."""
+    DAG needs more than dag_depth nodes. With prefixes, a question that is an expression
+    in a wrapper (`Calculate E.`) also has the DAG of every prefix of E where the
+    expressions stream has one (ExampleMaker.targets): more to learn from per question."""
     tokens = encode(question.text)
     if len(tokens) > block_size:
         return None
     targets = question_targets(question, dag_depth)
+    if prefixes and question.form == "expression":
+        start = question.text.rindex(question.expression)
+        return _prefix_maker(dag_depth, block_size).targets(question.text, tokens, start,
+                                                            start + len(question.expression))
     literals, ends = literal_rows(question, tokens, block_size)
     row = {"idx": np.full(block_size, PAD_TOKEN, dtype=np.int64)} | empty_targets(block_size, dag_depth) | literals
     row["idx"][:len(tokens)] = tokens

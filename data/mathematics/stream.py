@@ -1,7 +1,8 @@
 """The predictor's training stream on the Mathematics Dataset (train_predictor.py with
 dataset="mathematics"): Batch rows (data/dagset/batch.py) of the questions prepare.py
 drew for training, read as written, with their DAG targets at the question's last
-token (data/mathematics/rows.py).
+token and, with prefixes, at the prefixes of an expression question
+(data/mathematics/rows.py).
 
 Only the train-easy, train-medium and train-hard files of the interpolation modules are
 read; the interpolate and extrapolate files never are. A question belongs to the
@@ -36,6 +37,7 @@ class MathConfig:
     dag_depth: int = 12
     block_size: int = 64
     seed: int = 1337
+    prefixes: bool = False  # also the DAGs of an expression question's prefixes (rows.question_row)
 
     def __post_init__(self):
         if self.dag_depth < 1 or self.block_size < 1:
@@ -108,7 +110,8 @@ class MathRows:
         for k in range(len(lines)):
             qa = lines[order[(position + k) % len(lines)]]
             try:
-                row = question_row(parse_question(qa.question), self.cfg.dag_depth, self.cfg.block_size)
+                row = question_row(parse_question(qa.question), self.cfg.dag_depth, self.cfg.block_size,
+                                   self.cfg.prefixes)
             except ValueError:  # needs more than dag_depth nodes
                 continue
             if row is not None:
