@@ -140,3 +140,7 @@ def test_prefix_targets_are_the_prefix_expressions():
     assert values == {"Calculate (-2": -2.0, "Calculate (-2 +": -2.0, "Calculate (-2 + 6": 4.0,
                       "Calculate (-2 + 6)*": 4.0, "Calculate (-2 + 6)*3": 12.0, "Calculate (-2 + 6)*3/": 12.0,
                       "Calculate (-2 + 6)*3/4.": 3.0}
+    # a question too deep for dag_depth is the same one-line error with prefixes as without
+    for prefixes in (False, True):
+        with pytest.raises(ValueError, match=r"Calculate 1 \+ 2 \+ 3 \+ 4 \+ 5\.'.*needs dag_depth >= 5"):
+            question_row(parse_question("Calculate 1 + 2 + 3 + 4 + 5."), 3, 64, prefixes=prefixes)

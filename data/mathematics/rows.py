@@ -43,6 +43,8 @@ def literal_rows(question: BenchmarkQuestion, tokens: list[int], block_size: int
 
 @lru_cache(maxsize=8)
 def _prefix_maker(dag_depth: int, block_size: int) -> ExampleMaker:
+    # only its targets() is used: nothing is drawn, so the drawing settings stay the
+    # defaults but max_expr_depth, which must fit any dag_depth >= 1
     return ExampleMaker(StreamConfig(dag_depth=dag_depth, block_size=block_size, max_expr_depth=0))
 
 
@@ -56,11 +58,15 @@ def question_row(question: BenchmarkQuestion, dag_depth: int, block_size: int,
     tokens = encode(question.text)
     if len(tokens) > block_size:
         return None
-    targets = question_targets(question, dag_depth)
     if prefixes and question.form == "expression":
         start = question.text.rindex(question.expression)
-        return _prefix_maker(dag_depth, block_size).targets(question.text, tokens, start,
-                                                            start + len(question.expression))
+        try:
+            return _prefix_maker(dag_depth, block_size).targets(question.text, tokens, start,
+                                                                start + len(question.expression))
+        except ValueError:
+            question_targets(question, dag_depth)  # raises, naming the question and the depth that fits
+            raise
+    targets = question_targets(question, dag_depth)
     literals, ends = literal_rows(question, tokens, block_size)
     row = {"idx": np.full(block_size, PAD_TOKEN, dtype=np.int64)} | empty_targets(block_size, dag_depth) | literals
     row["idx"][:len(tokens)] = tokens
